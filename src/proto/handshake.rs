@@ -1,0 +1,1 @@
+//! HTTP upgrade handshake (in progress).

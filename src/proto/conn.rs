@@ -1,0 +1,681 @@
+//! The per-connection protocol state: bytes in, events out, replies written back.
+//!
+//! [`Connection`] is driven by whoever owns the socket. It never holds a buffer of its
+//! own: every call to [`Connection::decode`] is handed the bytes that have arrived,
+//! processes them in place (headers parsed, payloads unmasked, fragments moved
+//! together, text validated), and returns either one [`Event`] or [`Decoded::NeedMore`].
+//!
+//! # The buffer contract
+//!
+//! The caller owns one contiguous input buffer per connection (or a shared scratch
+//! buffer while nothing is held):
+//!
+//! 1. Call `decode(buf, out, limits)` with all unconsumed bytes.
+//! 2. On [`Decoded::Event`], handle the event (it borrows `buf`), drop the first
+//!    `consumed` bytes, and call `decode` again with the rest.
+//! 3. On [`Decoded::NeedMore`], keep exactly `buf[keep]`: those bytes must begin the
+//!    buffer passed to the next call, followed by whatever arrives next.
+//!
+//! The bytes kept are the payload of a message still arriving (already unmasked, with
+//! its fragments moved together) and at most one partial header or control frame. A
+//! message that arrives whole is delivered as a slice of `buf` without being copied.
+//!
+//! Replies that the protocol requires (a pong for a ping, the close reply, the close
+//! frame that fails a connection) are appended to `out` when the event is returned;
+//! the caller writes `out` to the socket. After [`Connection::is_closed`] turns true,
+//! the caller flushes `out` and closes the transport.
+
+use std::fmt;
+use std::ops::Range;
+
+use bytes::BufMut;
+
+use super::close::{CloseCode, CloseFrame, CloseState, encode_close_payload, parse_close_payload};
+use super::frame::{FrameError, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, Role};
+use super::mask::apply_mask;
+use super::message::{Message, valid_utf8_prefix};
+
+/// Size limits on incoming frames and messages, shared by every connection of a
+/// reactor (they are not copied into each connection, to keep it small).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// The largest frame payload accepted, in bytes. Default 16 MiB.
+    pub max_frame_size: usize,
+    /// The largest message accepted (all fragments together), in bytes. Default
+    /// 16 MiB: the largest message the Autobahn TestSuite sends (cases 9.1.6, 9.2.6).
+    /// A chat or push server should set it much lower; it bounds the memory one peer
+    /// can make the server hold.
+    pub max_message_size: usize,
+    /// The RSV bits that a negotiated extension permits. Default 0 (none).
+    pub allowed_rsv: u8,
+}
+
+impl Limits {
+    /// The default limits (16 MiB frames and messages, no RSV bits).
+    pub const DEFAULT: Limits = Limits {
+        max_frame_size: 16 << 20,
+        max_message_size: 16 << 20,
+        allowed_rsv: 0,
+    };
+
+    /// Limits with the given maximum frame and message size.
+    pub fn new(max_frame_size: usize, max_message_size: usize) -> Limits {
+        Limits {
+            max_frame_size,
+            max_message_size,
+            allowed_rsv: 0,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// What one call to [`Connection::decode`] produced.
+#[derive(Debug)]
+#[must_use = "an event must be handled and `consumed` bytes dropped"]
+pub enum Decoded<'b> {
+    /// An event. Drop the first `consumed` bytes of the buffer, then call `decode`
+    /// again with the rest.
+    Event {
+        /// How many bytes at the front of the buffer are finished with.
+        consumed: usize,
+        /// The event, borrowing the buffer.
+        event: Event<'b>,
+    },
+    /// Every complete frame has been processed. Keep exactly `buf[keep]` as the start
+    /// of the next input; everything else may be discarded.
+    NeedMore {
+        /// The bytes to keep (possibly empty).
+        keep: Range<usize>,
+    },
+}
+
+/// Something that happened on the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'b> {
+    /// A complete message.
+    Message(Message<'b>),
+    /// A ping arrived; the pong has been written to `out` already.
+    Ping(&'b [u8]),
+    /// A pong arrived.
+    Pong(&'b [u8]),
+    /// The peer's close frame arrived (`None` when it carried no code, which reports
+    /// as 1005). If we had not closed first, the reply is in `out`. Either way the
+    /// handshake is over: [`Connection::is_closed`] is now true.
+    Close(Option<CloseFrame<'b>>),
+    /// The peer broke the protocol. A close frame with `error.code` has been written
+    /// to `out` (unless we had already sent one); flush it and close the transport.
+    Error(ProtocolError),
+}
+
+/// A violation of RFC 6455 by the peer, or a limit it exceeded. Always the peer's
+/// fault; the connection is failed with [`ProtocolError::code`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtocolError {
+    /// The close code sent to the peer: 1002, 1007 or 1009 (or 1011 if the caller
+    /// broke the buffer contract).
+    pub code: CloseCode,
+    /// What went wrong, for logs. Also sent as the close reason.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (close {})", self.reason, self.code)
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// Why a frame could not be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// A close frame has been sent or received; no more frames may be sent. The
+    /// caller's fault (or a race with the peer's close).
+    Closed,
+    /// A control frame payload over 125 bytes. The caller's fault.
+    ControlTooLong,
+    /// A close code that may not be sent (see [`CloseCode::is_sendable`]). The
+    /// caller's fault.
+    InvalidCloseCode,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::Closed => "the connection is closing",
+            SendError::ControlTooLong => "control frame payload over 125 bytes",
+            SendError::InvalidCloseCode => "close code may not be sent",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// The kind of the message being assembled, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Assembling {
+    None,
+    Text,
+    Binary,
+}
+
+/// The protocol state of one WebSocket connection, after the handshake.
+///
+/// It is small (it lives inline in every connection slot) and holds no buffer.
+#[derive(Debug)]
+pub struct Connection {
+    /// Payload bytes of the current data frame still to come (0 between frames).
+    frame_remaining: u64,
+    /// Payload bytes of the message in progress, held at the front of the buffer.
+    held: usize,
+    /// Bytes after the held payload that are already processed (headers of
+    /// continuation frames, control frames between fragments).
+    gap: usize,
+    /// How much of the held text payload is known to be complete, valid UTF-8.
+    validated: usize,
+    /// Client role: the state of the mask key generator (xorshift64*).
+    mask_seed: u64,
+    /// The current data frame's masking key (server role).
+    frame_mask: [u8; 4],
+    in_frame: bool,
+    frame_masked: bool,
+    frame_fin: bool,
+    assembling: Assembling,
+    role: Role,
+    close: CloseState,
+}
+
+impl Connection {
+    /// The state for a server-side connection whose handshake has completed.
+    pub fn server() -> Connection {
+        Connection::new(Role::Server, 0)
+    }
+
+    /// The state for a client-side connection. `mask_seed` seeds the generator of
+    /// the masking keys for outgoing frames; give it a random value (RFC 6455 §5.3
+    /// asks that keys be unpredictable; proto has no source of randomness itself).
+    pub fn client(mask_seed: u64) -> Connection {
+        // xorshift's state must not be zero.
+        Connection::new(Role::Client, mask_seed | 1)
+    }
+
+    fn new(role: Role, mask_seed: u64) -> Connection {
+        Connection {
+            frame_remaining: 0,
+            held: 0,
+            gap: 0,
+            validated: 0,
+            mask_seed,
+            frame_mask: [0; 4],
+            in_frame: false,
+            frame_masked: false,
+            frame_fin: false,
+            assembling: Assembling::None,
+            role,
+            close: CloseState::Open,
+        }
+    }
+
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Where the close handshake stands.
+    pub fn close_state(&self) -> CloseState {
+        self.close
+    }
+
+    /// Whether the connection is finished: both close frames have crossed, or it was
+    /// failed. The caller should flush `out` and close the transport.
+    pub fn is_closed(&self) -> bool {
+        self.close == CloseState::Closed
+    }
+
+    /// Whether frames may still be sent (no close frame sent or received).
+    pub fn can_send(&self) -> bool {
+        self.close == CloseState::Open
+    }
+
+    /// How many bytes the connection holds at the front of the caller's buffer (the
+    /// payload of a message still arriving). Zero when the connection is idle.
+    pub fn held(&self) -> usize {
+        self.held + self.gap
+    }
+
+    /// Processes `buf`, the bytes received and not yet consumed, in place.
+    ///
+    /// Returns at the first event, or when no complete frame is left. See the module
+    /// docs for the buffer contract. Replies are appended to `out`.
+    pub fn decode<'b, B: BufMut>(
+        &mut self,
+        buf: &'b mut [u8],
+        out: &mut B,
+        limits: &Limits,
+    ) -> Decoded<'b> {
+        if self.close == CloseState::Closed {
+            // Nothing after the close (or a failure) is read.
+            return Decoded::NeedMore { keep: 0..0 };
+        }
+        if buf.len() < self.held + self.gap {
+            // The caller dropped bytes we asked it to keep.
+            return self.fail(
+                out,
+                CloseCode::INTERNAL_ERROR,
+                "input buffer contract broken",
+            );
+        }
+        // The held payload starts at `start`: 0 when a message was in progress at the
+        // call, else just after the first frame header of a message begun here.
+        let mut start = 0;
+        loop {
+            let pos = start + self.held + self.gap;
+            if self.in_frame {
+                let avail = buf.len() - pos;
+                let take = usize::try_from(self.frame_remaining).map_or(avail, |r| r.min(avail));
+                let dest = start + self.held;
+                if self.frame_masked {
+                    // The key is kept rotated so that it always starts at the next byte.
+                    apply_mask(&mut buf[pos..pos + take], self.frame_mask, 0);
+                    self.frame_mask.rotate_left(take & 3);
+                }
+                if self.gap > 0 {
+                    buf.copy_within(pos..pos + take, dest);
+                }
+                self.held += take;
+                self.frame_remaining -= take as u64;
+                if self.frame_remaining > 0 {
+                    // The frame continues in a later read: validate what is here now.
+                    if let Err(e) = self.validate_partial(&buf[start..start + self.held]) {
+                        return self.fail(out, e.code, e.reason);
+                    }
+                    return self.need_more(buf, start, pos + take);
+                }
+                self.in_frame = false;
+                if self.frame_fin {
+                    return self.finish_message(buf, start, out);
+                }
+                if let Err(e) = self.validate_partial(&buf[start..start + self.held]) {
+                    return self.fail(out, e.code, e.reason);
+                }
+                continue;
+            }
+
+            let header = match FrameHeader::parse(&buf[pos..], self.role, limits.allowed_rsv) {
+                Ok(Some(header)) => header,
+                Ok(None) => return self.need_more(buf, start, pos),
+                Err(e) => return self.fail(out, CloseCode::PROTOCOL_ERROR, frame_error_reason(e)),
+            };
+            let (header, header_len) = header;
+            if header.opcode.is_control() {
+                let len = header.payload_len as usize; // at most 125, checked by parse
+                let end = pos + header_len + len;
+                if end > buf.len() {
+                    return self.need_more(buf, start, pos);
+                }
+                let payload = &mut buf[pos + header_len..end];
+                if let Some(key) = header.mask {
+                    apply_mask(payload, key, 0);
+                }
+                let consumed = if self.assembling == Assembling::None {
+                    end
+                } else {
+                    // The control frame sits between fragments: it joins the gap.
+                    self.gap += header_len + len;
+                    start
+                };
+                let payload = &buf[pos + header_len..end];
+                let event = match header.opcode {
+                    OpCode::Ping => {
+                        if self.close == CloseState::Open {
+                            self.write_control(out, OpCode::Pong, payload);
+                        }
+                        Event::Ping(payload)
+                    }
+                    OpCode::Pong => Event::Pong(payload),
+                    _ => match parse_close_payload(payload) {
+                        Ok(frame) => {
+                            if self.close == CloseState::Open {
+                                // Echo the peer's code, as most endpoints do.
+                                let mut reply = [0u8; MAX_CONTROL_PAYLOAD];
+                                let n = match frame {
+                                    Some(f) => encode_close_payload(f.code, "", &mut reply),
+                                    None => 0,
+                                };
+                                self.write_control(out, OpCode::Close, &reply[..n]);
+                            }
+                            self.close = CloseState::Closed;
+                            Event::Close(frame)
+                        }
+                        Err(code) => {
+                            let reason = if code == CloseCode::INVALID_PAYLOAD {
+                                "close reason is not valid UTF-8"
+                            } else {
+                                "invalid close payload"
+                            };
+                            return self.fail(out, code, reason);
+                        }
+                    },
+                };
+                return Decoded::Event { consumed, event };
+            }
+
+            // A data frame.
+            let continuation = header.opcode == OpCode::Continuation;
+            match (continuation, self.assembling) {
+                (true, Assembling::None) => {
+                    return self.fail(
+                        out,
+                        CloseCode::PROTOCOL_ERROR,
+                        "continuation frame without a message",
+                    );
+                }
+                (false, Assembling::Text | Assembling::Binary) => {
+                    return self.fail(
+                        out,
+                        CloseCode::PROTOCOL_ERROR,
+                        "new message inside a fragmented one",
+                    );
+                }
+                _ => {}
+            }
+            if header.payload_len > limits.max_frame_size as u64 {
+                return self.fail(out, CloseCode::MESSAGE_TOO_BIG, "frame too big");
+            }
+            if header.payload_len > (limits.max_message_size.saturating_sub(self.held)) as u64 {
+                return self.fail(out, CloseCode::MESSAGE_TOO_BIG, "message too big");
+            }
+            if continuation {
+                self.gap += header_len;
+            } else {
+                start = pos + header_len;
+                self.held = 0;
+                self.gap = 0;
+                self.validated = 0;
+                self.assembling = if header.opcode == OpCode::Text {
+                    Assembling::Text
+                } else {
+                    Assembling::Binary
+                };
+            }
+            self.in_frame = true;
+            self.frame_fin = header.fin;
+            self.frame_remaining = header.payload_len;
+            self.frame_masked = header.mask.is_some();
+            self.frame_mask = header.mask.unwrap_or([0; 4]);
+        }
+    }
+
+    /// Fail-fast UTF-8 validation of a text message that is not complete yet.
+    fn validate_partial(&mut self, held: &[u8]) -> Result<(), ProtocolError> {
+        if self.assembling != Assembling::Text {
+            return Ok(());
+        }
+        match valid_utf8_prefix(&held[self.validated..]) {
+            Ok(n) => {
+                self.validated += n;
+                Ok(())
+            }
+            Err(()) => Err(ProtocolError {
+                code: CloseCode::INVALID_PAYLOAD,
+                reason: "text message is not valid UTF-8",
+            }),
+        }
+    }
+
+    fn finish_message<'b, B: BufMut>(
+        &mut self,
+        buf: &'b mut [u8],
+        start: usize,
+        out: &mut B,
+    ) -> Decoded<'b> {
+        let consumed = start + self.held + self.gap;
+        let range = start..start + self.held;
+        let kind = self.assembling;
+        self.held = 0;
+        self.gap = 0;
+        self.validated = 0;
+        self.assembling = Assembling::None;
+        let buf: &'b [u8] = buf;
+        let payload = &buf[range];
+        let message = match kind {
+            Assembling::Text => match simdutf8::basic::from_utf8(payload) {
+                Ok(text) => Message::Text(text),
+                Err(_) => {
+                    return self.fail(
+                        out,
+                        CloseCode::INVALID_PAYLOAD,
+                        "text message is not valid UTF-8",
+                    );
+                }
+            },
+            _ => Message::Binary(payload),
+        };
+        Decoded::Event {
+            consumed,
+            event: Event::Message(message),
+        }
+    }
+
+    /// Ends a call with no event: moves a partial header or control frame that sits
+    /// after a gap next to the held payload, so the bytes to keep are contiguous.
+    fn need_more<'b>(&mut self, buf: &'b mut [u8], start: usize, pos: usize) -> Decoded<'b> {
+        let held_end = start + self.held;
+        let tail = buf.len() - pos;
+        if self.gap > 0 && tail > 0 {
+            buf.copy_within(pos..buf.len(), held_end);
+        }
+        self.gap = 0;
+        let keep_end = if self.in_frame {
+            held_end
+        } else {
+            held_end + tail
+        };
+        Decoded::NeedMore {
+            keep: start..keep_end,
+        }
+    }
+
+    /// Fails the connection: writes a close frame with `code` (unless one was sent
+    /// already) and reports the error.
+    fn fail<'b, B: BufMut>(
+        &mut self,
+        out: &mut B,
+        code: CloseCode,
+        reason: &'static str,
+    ) -> Decoded<'b> {
+        if self.close == CloseState::Open {
+            let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+            let n = encode_close_payload(code, reason, &mut payload);
+            self.write_control(out, OpCode::Close, &payload[..n]);
+        }
+        self.close = CloseState::Closed;
+        self.held = 0;
+        self.gap = 0;
+        self.in_frame = false;
+        self.assembling = Assembling::None;
+        Decoded::Event {
+            consumed: 0,
+            event: Event::Error(ProtocolError { code, reason }),
+        }
+    }
+
+    /// Writes a whole frame (header and payload) to `out`, masked in the client role.
+    fn write_frame_unchecked<B: BufMut>(
+        &mut self,
+        out: &mut B,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+    ) {
+        let mask = self.next_mask();
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        out.put_slice(header.encode().as_bytes());
+        match mask {
+            None => out.put_slice(payload),
+            Some(key) => {
+                // Mask through a small stack buffer so `payload` stays untouched.
+                let mut chunk = [0u8; 512];
+                for (i, part) in payload.chunks(chunk.len()).enumerate() {
+                    let masked = &mut chunk[..part.len()];
+                    masked.copy_from_slice(part);
+                    apply_mask(masked, key, i * 512);
+                    out.put_slice(masked);
+                }
+            }
+        }
+    }
+
+    fn write_control<B: BufMut>(&mut self, out: &mut B, opcode: OpCode, payload: &[u8]) {
+        self.write_frame_unchecked(out, opcode, true, payload);
+    }
+
+    /// The next masking key in the client role, `None` in the server role.
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        if self.role == Role::Server {
+            return None;
+        }
+        // xorshift64*: fast, and its output is not the raw state.
+        let mut x = self.mask_seed;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.mask_seed = x;
+        let word = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        Some(((word >> 32) as u32).to_ne_bytes())
+    }
+
+    /// Writes one complete message as a single frame to `out`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] once a close frame has been sent or received.
+    pub fn write_message<B: BufMut>(
+        &mut self,
+        out: &mut B,
+        message: Message<'_>,
+    ) -> Result<(), SendError> {
+        let opcode = if message.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        self.write_frame(out, opcode, true, message.as_bytes())
+    }
+
+    /// Writes one frame to `out`: use it to send a message in fragments (the first
+    /// with `Text` or `Binary`, the rest with `Continuation`, the last with `fin`).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] once a close frame has been sent or received;
+    /// [`SendError::ControlTooLong`] for a control frame over 125 bytes. Use
+    /// [`close`](Self::close) to send a close frame.
+    pub fn write_frame<B: BufMut>(
+        &mut self,
+        out: &mut B,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        if !self.can_send() || opcode == OpCode::Close {
+            return Err(SendError::Closed);
+        }
+        if opcode.is_control() && (payload.len() > MAX_CONTROL_PAYLOAD || !fin) {
+            return Err(SendError::ControlTooLong);
+        }
+        self.write_frame_unchecked(out, opcode, fin, payload);
+        Ok(())
+    }
+
+    /// The header for an unmasked data frame of `len` bytes whose payload the caller
+    /// sends itself (server role: the payload goes out as is, without a copy).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] once a close frame has been sent or received.
+    pub fn frame_header(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        len: usize,
+    ) -> Result<(FrameHeader, Option<[u8; 4]>), SendError> {
+        if !self.can_send() {
+            return Err(SendError::Closed);
+        }
+        let mask = self.next_mask();
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: len as u64,
+        };
+        Ok((header, mask))
+    }
+
+    /// Writes a ping.
+    ///
+    /// # Errors
+    ///
+    /// As [`write_frame`](Self::write_frame).
+    pub fn ping<B: BufMut>(&mut self, out: &mut B, payload: &[u8]) -> Result<(), SendError> {
+        self.write_frame(out, OpCode::Ping, true, payload)
+    }
+
+    /// Starts the close handshake: writes a close frame with `code` and `reason` (cut
+    /// to 123 bytes at a character boundary). Messages still arrive until the peer's
+    /// close frame does.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] if a close frame was already sent or received;
+    /// [`SendError::InvalidCloseCode`] for a code that may not be sent (1005 is
+    /// accepted and sends a close frame without a code).
+    pub fn close<B: BufMut>(
+        &mut self,
+        out: &mut B,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), SendError> {
+        if !self.can_send() {
+            return Err(SendError::Closed);
+        }
+        let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+        let n = if code == CloseCode::NO_STATUS {
+            0
+        } else if code.is_sendable() {
+            encode_close_payload(code, reason, &mut payload)
+        } else {
+            return Err(SendError::InvalidCloseCode);
+        };
+        self.write_control(out, OpCode::Close, &payload[..n]);
+        self.close = CloseState::SentClose;
+        Ok(())
+    }
+}
+
+fn frame_error_reason(e: FrameError) -> &'static str {
+    match e {
+        FrameError::ReservedOpCode(_) => "reserved opcode",
+        FrameError::ReservedBits(_) => "reserved bits set",
+        FrameError::FragmentedControl => "fragmented control frame",
+        FrameError::ControlTooLong => "control frame too long",
+        FrameError::LengthOverflow => "frame length overflow",
+        FrameError::Unmasked => "client frame not masked",
+        FrameError::Masked => "server frame masked",
+    }
+}

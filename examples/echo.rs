@@ -1,0 +1,72 @@
+//! The echo server that the load harness and the Autobahn TestSuite drive.
+//!
+//! ```text
+//! cargo run --release --example echo -- --addr 127.0.0.1:9001 --threads 2
+//! ```
+//!
+//! Flags: `--addr` (default 127.0.0.1:9001), `--threads` (default: one per core),
+//! `--max-message-size` in bytes (default 16 MiB). It prints `listening on ADDR` once
+//! ready, echoes text and binary messages exactly as received, and shuts down
+//! gracefully on SIGINT or SIGTERM.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wsreactor::{Config, Handler, Message, Server, Socket};
+
+#[derive(Clone)]
+struct Echo;
+
+impl Handler for Echo {
+    type Session = ();
+
+    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
+        ws.send(message);
+    }
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("echo: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let mut addr = String::from("127.0.0.1:9001");
+    let mut config = Config::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--addr" => addr = value()?,
+            "--threads" => config = config.with_reactors(value()?.parse()?),
+            "--max-message-size" => config = config.with_max_message_size(value()?.parse()?),
+            "-h" | "--help" => {
+                println!("usage: echo [--addr HOST:PORT] [--threads N] [--max-message-size BYTES]");
+                return Ok(());
+            }
+            other => return Err(format!("unknown flag {other}").into()),
+        }
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
+
+    let reactors = config.reactors;
+    let server = Server::bind(addr.as_str(), config)?;
+    println!("listening on {} ({reactors} reactors)", server.local_addr());
+    let handle = server.spawn(Echo)?;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    handle.shutdown(Duration::from_secs(5))?;
+    let stats = handle.stats();
+    println!(
+        "stopped: {} connections, {} messages in, {} out",
+        stats.accepted, stats.messages_in, stats.messages_out
+    );
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! Server configuration: limits, timeouts, backpressure. Every default says why.
+
+use std::time::Duration;
+
+use crate::proto::Limits;
+use crate::proto::handshake::{DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS};
+
+/// What happens when a send would take a connection's buffered bytes past
+/// [`Config::max_backpressure`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackpressurePolicy {
+    /// Drop the new message and report [`SendStatus::Dropped`](crate::SendStatus::Dropped);
+    /// the connection stays open. Suits market data and presence, where a newer
+    /// message replaces an older one.
+    Drop,
+    /// Drop the new message and close the connection with 1008 (policy violation).
+    /// Suits chat and anything where a gap in the stream is worse than a reconnect.
+    Close,
+}
+
+/// The server's configuration.
+///
+/// Build it with [`Config::default`] and the `with_*` setters; every field is public
+/// for reading.
+///
+/// ```
+/// use std::time::Duration;
+/// use wsreactor::Config;
+///
+/// let config = Config::default()
+///     .with_max_message_size(64 * 1024)
+///     .with_idle_timeout(Some(Duration::from_secs(30)));
+/// assert_eq!(config.limits.max_message_size, 64 * 1024);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Frame and message size limits. Default: 16 MiB each, the largest message the
+    /// Autobahn TestSuite sends. Lower it for chat or push: it bounds what one peer
+    /// can make the server hold (a message over it closes with 1009).
+    pub limits: Limits,
+    /// The most bytes an HTTP upgrade request may take. Default 8 KiB, as nginx's
+    /// `large_client_header_buffers` and most proxies; a larger request gets 431.
+    pub max_header_bytes: usize,
+    /// The most headers an upgrade request may carry. Default 64 (browsers send
+    /// about 15); more get 431.
+    pub max_headers: usize,
+    /// How long a connection may take to send a complete upgrade request. Default
+    /// 10 s: long enough for a slow mobile link, short enough that slowloris clients
+    /// cannot pile up. `None` disables it.
+    pub handshake_timeout: Option<Duration>,
+    /// How long an open connection may stay silent before the server pings it; if it
+    /// stays silent for as long again, it is closed (1001). Default 120 s, as
+    /// uWebSockets: below typical NAT and load-balancer idle timeouts once the ping
+    /// keeps them alive. `None` disables it.
+    pub idle_timeout: Option<Duration>,
+    /// How long to wait for the peer's close frame (and then the TCP close) after the
+    /// server sent one. Default 5 s; after it, the connection is dropped.
+    pub close_timeout: Duration,
+    /// The most bytes a connection may have queued for sending (beyond what the
+    /// kernel took). Default 1 MiB: a few seconds of a busy feed, and 1 GiB for a
+    /// thousand stuck readers at worst. What happens at the limit is
+    /// [`backpressure_policy`](Self::backpressure_policy).
+    pub max_backpressure: usize,
+    /// What a send does at [`max_backpressure`](Self::max_backpressure). Default
+    /// [`BackpressurePolicy::Drop`], as uWebSockets: the connection survives a burst.
+    pub backpressure_policy: BackpressurePolicy,
+    /// The number of reactor threads. Default: the number of available cores.
+    pub reactors: usize,
+    /// The listen backlog of each reactor's socket. Default 4096, so that a burst of
+    /// connects is not refused while reactors are busy. (The kernel caps it at
+    /// `net.core.somaxconn`.)
+    pub backlog: u32,
+    /// How many bytes one connection may read in one event-loop turn before the
+    /// reactor serves others. Default 256 KiB (four reads of the 64 KiB buffer).
+    pub read_budget: usize,
+    /// How many idle read buffers each reactor keeps for reuse. Default 64: enough
+    /// for the connections that hold partial frames at once in a busy reactor,
+    /// without holding memory for a burst that has passed.
+    pub pooled_buffers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            limits: Limits::DEFAULT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_MAX_HEADERS,
+            handshake_timeout: Some(Duration::from_secs(10)),
+            idle_timeout: Some(Duration::from_secs(120)),
+            close_timeout: Duration::from_secs(5),
+            max_backpressure: 1 << 20,
+            backpressure_policy: BackpressurePolicy::Drop,
+            reactors: std::thread::available_parallelism().map_or(1, usize::from),
+            backlog: 4096,
+            read_budget: 256 * 1024,
+            pooled_buffers: 64,
+        }
+    }
+}
+
+impl Config {
+    /// Sets the largest message accepted; the largest frame is capped by it too.
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.limits.max_message_size = bytes;
+        self.limits.max_frame_size = self.limits.max_frame_size.min(bytes);
+        self
+    }
+
+    /// Sets the largest frame accepted.
+    pub fn with_max_frame_size(mut self, bytes: usize) -> Self {
+        self.limits.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets the upgrade request limits (bytes and header count).
+    pub fn with_header_limits(mut self, max_bytes: usize, max_headers: usize) -> Self {
+        self.max_header_bytes = max_bytes;
+        self.max_headers = max_headers.max(1);
+        self
+    }
+
+    /// Sets the handshake timeout.
+    pub fn with_handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets the idle timeout (ping, then close).
+    pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets the close handshake timeout.
+    pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Sets the backpressure limit and what happens at it.
+    pub fn with_backpressure(mut self, max_bytes: usize, policy: BackpressurePolicy) -> Self {
+        self.max_backpressure = max_bytes;
+        self.backpressure_policy = policy;
+        self
+    }
+
+    /// Sets the number of reactor threads (at least 1).
+    pub fn with_reactors(mut self, reactors: usize) -> Self {
+        self.reactors = reactors.max(1);
+        self
+    }
+
+    /// Sets the listen backlog.
+    pub fn with_backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// The timer wheel's tick: an eighth of the shortest timeout, between 5 ms and
+    /// 250 ms. Timeouts fire up to one tick late.
+    pub(crate) fn timer_tick(&self) -> Duration {
+        let shortest = [
+            self.handshake_timeout,
+            self.idle_timeout,
+            Some(self.close_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+        (shortest / 8).clamp(Duration::from_millis(5), Duration::from_millis(250))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(c.limits.max_message_size, 16 << 20);
+        assert_eq!((c.max_header_bytes, c.max_headers), (8192, 64));
+        assert_eq!(c.handshake_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(c.close_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_backpressure, 1 << 20);
+        assert_eq!(c.backpressure_policy, BackpressurePolicy::Drop);
+        assert!(c.reactors >= 1);
+        assert!(c.backlog >= 4096);
+    }
+
+    #[test]
+    fn the_tick_follows_the_shortest_timeout() {
+        let c = Config::default();
+        assert_eq!(c.timer_tick(), Duration::from_millis(250));
+        let c = c.with_handshake_timeout(Some(Duration::from_millis(80)));
+        assert_eq!(c.timer_tick(), Duration::from_millis(10));
+        let c = c.with_handshake_timeout(Some(Duration::from_millis(1)));
+        assert_eq!(c.timer_tick(), Duration::from_millis(5));
+    }
+
+    #[test]
+    fn a_smaller_message_limit_caps_the_frame_limit() {
+        let c = Config::default().with_max_message_size(1000);
+        assert_eq!(
+            (c.limits.max_frame_size, c.limits.max_message_size),
+            (1000, 1000)
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! The user's side: the [`Handler`] trait, and the [`Socket`] handle inside callbacks.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::proto::handshake::{HttpRequest, Request};
+use crate::proto::{CloseCode, Message};
+use crate::reactor::conn::{Conn, Phase};
+use crate::reactor::output::Output;
+
+/// A connection's identity, valid for as long as the connection lives.
+///
+/// It carries the slot's generation, so an id kept after its connection closed
+/// reaches nobody, even when a new connection reuses the slot.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub(crate) reactor: u16,
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+impl ConnId {
+    /// The index of the reactor that owns the connection.
+    pub fn reactor(&self) -> usize {
+        usize::from(self.reactor)
+    }
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ConnId({}:{}#{})",
+            self.reactor, self.slot, self.generation
+        )
+    }
+}
+
+/// What became of a message handed to [`Socket::send`] or a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Written to the kernel, or corked to be written at the end of this turn.
+    Sent,
+    /// Accepted, but it waits in the connection's queue behind bytes the kernel has
+    /// not taken yet; [`Handler::on_drain`] is called when the queue empties.
+    Backpressure,
+    /// Not sent: the connection's queue is at [`Config::max_backpressure`]
+    /// (the connection is also closing if the policy is
+    /// [`BackpressurePolicy::Close`]).
+    ///
+    /// [`Config::max_backpressure`]: crate::Config::max_backpressure
+    /// [`BackpressurePolicy::Close`]: crate::BackpressurePolicy::Close
+    Dropped,
+    /// Not sent: the connection is closing or closed.
+    Closed,
+}
+
+/// The answer to an upgrade request.
+#[derive(Debug)]
+pub enum Upgrade<'r, S> {
+    /// Accept the connection with this session state, and optionally one of the
+    /// subprotocols the client offered.
+    Accept {
+        /// The connection's state, kept inline in its slot.
+        session: S,
+        /// The subprotocol to confirm (it must be one the client offered).
+        protocol: Option<&'r str>,
+    },
+    /// Refuse with this HTTP status (for example 403 for a forbidden origin).
+    Reject(u16),
+}
+
+impl<'r, S> Upgrade<'r, S> {
+    /// Accepts with `session` and no subprotocol.
+    pub fn accept(session: S) -> Self {
+        Upgrade::Accept {
+            session,
+            protocol: None,
+        }
+    }
+}
+
+/// A response to a plain HTTP request (one that is not an upgrade), from
+/// [`Handler::on_http`].
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type` header.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    /// A `200 OK` HTML page.
+    pub fn html(body: impl Into<Bytes>) -> HttpResponse {
+        HttpResponse {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: body.into(),
+        }
+    }
+
+    /// A response with any status, type and body.
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
+        HttpResponse {
+            status,
+            content_type,
+            body: body.into(),
+        }
+    }
+}
+
+/// The callbacks of a WebSocket server. Every method has a default, so an echo
+/// server is a few lines:
+///
+/// ```
+/// use wsreactor::{Handler, Message, Socket};
+///
+/// #[derive(Clone)]
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     type Session = ();
+///     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
+///         ws.send(message);
+///     }
+/// }
+/// ```
+///
+/// Each reactor thread gets its own clone of the handler, so callbacks need no
+/// locks. Callbacks run on the reactor thread and must not block: hand slow work to
+/// a pool of your own and send the result back through a [`Sender`](crate::Sender).
+/// A callback that panics closes its connection with 1011; the reactor goes on.
+pub trait Handler: Clone + Send + 'static {
+    /// Per-connection state, stored inline in the connection's slot (no `Box`, no
+    /// `Arc`). Keep it small: it is paid for by every connection.
+    type Session: Default + 'static;
+
+    /// An upgrade request arrived. Accept it (with a session and maybe a
+    /// subprotocol) or reject it with an HTTP status. The default accepts with
+    /// `Session::default()`.
+    fn on_upgrade<'r>(&mut self, request: &Request<'_, 'r>) -> Upgrade<'r, Self::Session> {
+        let _ = request;
+        Upgrade::accept(Self::Session::default())
+    }
+
+    /// The connection is open (the 101 response is queued).
+    fn on_open(&mut self, ws: &mut Socket<'_, Self::Session>) {
+        let _ = ws;
+    }
+
+    /// A complete message arrived. It borrows the read buffer: copy what you keep.
+    fn on_message(&mut self, ws: &mut Socket<'_, Self::Session>, message: Message<'_>) {
+        let _ = (ws, message);
+    }
+
+    /// A ping arrived (the pong has already been queued).
+    fn on_ping(&mut self, ws: &mut Socket<'_, Self::Session>, payload: &[u8]) {
+        let _ = (ws, payload);
+    }
+
+    /// A pong arrived.
+    fn on_pong(&mut self, ws: &mut Socket<'_, Self::Session>, payload: &[u8]) {
+        let _ = (ws, payload);
+    }
+
+    /// The connection's queue emptied after a send met backpressure.
+    fn on_drain(&mut self, ws: &mut Socket<'_, Self::Session>) {
+        let _ = ws;
+    }
+
+    /// The connection closed: `code` is the peer's close code (1005 if it sent none),
+    /// the code we failed it with (1002, 1007, 1008, 1009, 1011), 1001 when the
+    /// server shut down or the peer went idle, or 1006 when the connection dropped
+    /// without a close handshake. Called exactly once for every opened connection.
+    fn on_close(&mut self, id: ConnId, session: Self::Session, code: CloseCode, reason: &str) {
+        let _ = (id, session, code, reason);
+    }
+
+    /// A plain HTTP request that is not an upgrade. Return a response to serve it
+    /// (enough for one page); the default `None` answers 426 Upgrade Required.
+    fn on_http(&mut self, request: &HttpRequest<'_, '_>) -> Option<HttpResponse> {
+        let _ = request;
+        None
+    }
+}
+
+/// The current connection, inside a callback.
+pub struct Socket<'a, S> {
+    pub(crate) conn: &'a mut Conn<S>,
+    pub(crate) output: &'a mut Output,
+    pub(crate) id: ConnId,
+}
+
+impl<S> Socket<'_, S> {
+    /// The connection's id, to keep for sending later through a
+    /// [`Sender`](crate::Sender).
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The session state.
+    ///
+    /// # Panics
+    ///
+    /// Never in a callback: the session exists from the upgrade to `on_close`.
+    pub fn session(&self) -> &S {
+        match &self.conn.session {
+            Some(s) => s,
+            None => unreachable!("a socket is only handed out while its session exists"),
+        }
+    }
+
+    /// The session state, mutably.
+    ///
+    /// # Panics
+    ///
+    /// Never in a callback: the session exists from the upgrade to `on_close`.
+    pub fn session_mut(&mut self) -> &mut S {
+        match &mut self.conn.session {
+            Some(s) => s,
+            None => unreachable!("a socket is only handed out while its session exists"),
+        }
+    }
+
+    /// Sends a message (one frame). Small messages are corked and leave in one
+    /// write with everything else sent to this connection in this turn.
+    pub fn send(&mut self, message: Message<'_>) -> SendStatus {
+        let opcode = if message.is_text() {
+            crate::proto::OpCode::Text
+        } else {
+            crate::proto::OpCode::Binary
+        };
+        self.output.send(self.conn, opcode, message.as_bytes())
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&mut self, text: &str) -> SendStatus {
+        self.send(Message::Text(text))
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&mut self, bytes: &[u8]) -> SendStatus {
+        self.send(Message::Binary(bytes))
+    }
+
+    /// Sends a ping (at most 125 bytes; longer payloads are refused as `Dropped`).
+    pub fn ping(&mut self, payload: &[u8]) -> SendStatus {
+        if payload.len() > crate::proto::frame::MAX_CONTROL_PAYLOAD {
+            return SendStatus::Dropped;
+        }
+        self.output
+            .send(self.conn, crate::proto::OpCode::Ping, payload)
+    }
+
+    /// Starts the close handshake with `code` and `reason` (cut to 123 bytes).
+    /// Messages may still arrive until the peer answers; nothing more can be sent.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        self.output.close(self.conn, code, reason);
+    }
+
+    /// Bytes sent to this connection that the kernel has not taken yet (including
+    /// those corked in this turn).
+    pub fn buffered_amount(&self) -> usize {
+        self.output.buffered(self.conn)
+    }
+
+    /// Whether the connection is open for sending.
+    pub fn is_open(&self) -> bool {
+        self.conn.phase == Phase::Open && self.conn.proto.can_send()
+    }
+}

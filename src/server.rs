@@ -1,0 +1,395 @@
+//! Starting, driving and stopping a server: the builder, the handle, the
+//! cross-thread sender.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use mio::Poll;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::handler::{ConnId, Handler};
+use crate::proto::frame::{FrameHeader, OpCode};
+use crate::proto::{CloseCode, Message};
+use crate::reactor::{Command, Reactor, Shared};
+use crate::stats::Stats;
+
+/// Builds a [`Server`].
+///
+/// ```no_run
+/// use wsreactor::{Config, Server};
+///
+/// let server = Server::builder()
+///     .config(Config::default().with_max_message_size(1 << 20))
+///     .reactors(2)
+///     .bind("127.0.0.1:9001")?;
+/// println!("listening on {}", server.local_addr());
+/// # Ok::<(), wsreactor::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ServerBuilder {
+    config: Config,
+}
+
+impl ServerBuilder {
+    /// Uses `config` (its `reactors` field included).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the number of reactor threads (default: one per core).
+    pub fn reactors(mut self, reactors: usize) -> Self {
+        self.config.reactors = reactors.max(1);
+        self
+    }
+
+    /// Binds one listening socket per reactor to `addr`, all with `SO_REUSEPORT`, so
+    /// the kernel spreads incoming connections over the reactors. Port 0 picks a free
+    /// port, shared by every reactor.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the address cannot be resolved or bound, or the event loops
+    /// cannot be created; [`Error::Config`] for more than 65,535 reactors.
+    pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Server> {
+        let config = self.config;
+        if config.reactors > usize::from(u16::MAX) {
+            return Err(Error::Config("at most 65535 reactors"));
+        }
+        let addr = addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or(Error::Config("the address resolved to nothing"))?;
+        let first = listen(addr, config.backlog)?;
+        let local_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..config.reactors.max(1) {
+            listeners.push(listen(local_addr, config.backlog)?);
+        }
+        let mut polls = Vec::with_capacity(listeners.len());
+        let mut shared = Vec::with_capacity(listeners.len());
+        for _ in &listeners {
+            let poll = Poll::new()?;
+            shared.push(Arc::new(Shared::new(&poll)?));
+            polls.push(poll);
+        }
+        Ok(Server {
+            config,
+            listeners,
+            polls,
+            local_addr,
+            shared: shared.into(),
+        })
+    }
+}
+
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
+}
+
+/// A bound server, not yet serving: [`spawn`](Server::spawn) it on reactor threads
+/// or [`run`](Server::run) it on the caller's thread.
+pub struct Server {
+    config: Config,
+    listeners: Vec<std::net::TcpListener>,
+    polls: Vec<Poll>,
+    local_addr: SocketAddr,
+    shared: Arc<[Arc<Shared>]>,
+}
+
+impl Server {
+    /// A builder with the default configuration.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// Binds with `config`: shorthand for `Server::builder().config(config).bind(addr)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServerBuilder::bind`].
+    pub fn bind(addr: impl ToSocketAddrs, config: Config) -> Result<Server> {
+        Server::builder().config(config).bind(addr)
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A sender for this server, usable before it runs (for example to stop a server
+    /// that [`run`](Server::run)s on the caller's thread).
+    pub fn sender(&self) -> Sender {
+        Sender {
+            reactors: self.shared.clone(),
+        }
+    }
+
+    /// Starts one thread per reactor, each with its own clone of `handler`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if a thread or a registration fails.
+    pub fn spawn<H: Handler>(self, handler: H) -> Result<ServerHandle> {
+        let sender = self.sender();
+        let local_addr = self.local_addr;
+        let mut threads = Vec::new();
+        for (index, parts) in self.into_parts(handler).into_iter().enumerate() {
+            threads.push(spawn_reactor(index, parts)?);
+        }
+        Ok(ServerHandle {
+            local_addr,
+            sender,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Serves on the caller's thread (reactor 0; the others get threads of their own)
+    /// until [`Sender::shutdown`] is called and every reactor has finished.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if a thread or a registration fails;
+    /// [`Error::ReactorPanicked`] if a reactor thread died.
+    pub fn run<H: Handler>(self, handler: H) -> Result<()> {
+        let mut parts = self.into_parts(handler).into_iter();
+        let Some(first) = parts.next() else {
+            return Err(Error::Config("no reactor"));
+        };
+        let mut threads = Vec::new();
+        for (index, parts) in parts.enumerate() {
+            threads.push(spawn_reactor(index + 1, parts)?);
+        }
+        let result = first.build().map(Reactor::run);
+        let joined = join(threads);
+        result?;
+        joined
+    }
+
+    /// What each reactor is built from (on its own thread: a reactor holds sessions,
+    /// which need not be `Send`).
+    fn into_parts<H: Handler>(self, handler: H) -> Vec<ReactorParts<H>> {
+        let Server {
+            config,
+            listeners,
+            polls,
+            shared,
+            ..
+        } = self;
+        listeners
+            .into_iter()
+            .zip(polls)
+            .enumerate()
+            .map(|(index, (listener, poll))| ReactorParts {
+                index: index as u16,
+                poll,
+                listener,
+                handler: handler.clone(),
+                config: config.clone(),
+                shared: shared[index].clone(),
+            })
+            .collect()
+    }
+}
+
+struct ReactorParts<H> {
+    index: u16,
+    poll: Poll,
+    listener: std::net::TcpListener,
+    handler: H,
+    config: Config,
+    shared: Arc<Shared>,
+}
+
+impl<H: Handler> ReactorParts<H> {
+    fn build(self) -> std::io::Result<Reactor<H>> {
+        Reactor::new(
+            self.index,
+            self.poll,
+            self.listener,
+            self.handler,
+            self.config,
+            self.shared,
+        )
+    }
+}
+
+fn spawn_reactor<H: Handler>(index: usize, parts: ReactorParts<H>) -> Result<JoinHandle<()>> {
+    let thread = std::thread::Builder::new()
+        .name(format!("wsreactor-{index}"))
+        .spawn(move || match parts.build() {
+            Ok(reactor) => reactor.run(),
+            Err(e) => eprintln!("wsreactor: reactor {index} failed to start: {e}"),
+        })?;
+    Ok(thread)
+}
+
+fn join(threads: Vec<JoinHandle<()>>) -> Result<()> {
+    let mut result = Ok(());
+    for thread in threads {
+        if thread.join().is_err() {
+            result = Err(Error::ReactorPanicked);
+        }
+    }
+    result
+}
+
+/// A running server: its address, its counters, a [`Sender`], and shutdown.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    sender: Sender,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A sender, to send to connections from any thread.
+    pub fn sender(&self) -> Sender {
+        self.sender.clone()
+    }
+
+    /// The counters of all reactors together.
+    pub fn stats(&self) -> Stats {
+        Stats::sum(&self.reactor_stats())
+    }
+
+    /// The counters of each reactor.
+    pub fn reactor_stats(&self) -> Vec<Stats> {
+        self.sender
+            .reactors
+            .iter()
+            .map(|r| r.stats.snapshot())
+            .collect()
+    }
+
+    /// Shuts down gracefully and waits for the reactor threads: stops accepting,
+    /// sends close 1001 to every connection after what is already queued for it,
+    /// waits up to `timeout` for the close handshakes, then drops what is left.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReactorPanicked`] if a reactor thread died.
+    pub fn shutdown(&self, timeout: Duration) -> Result<()> {
+        self.sender.shutdown(timeout);
+        let threads = match self.threads.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        join(threads)
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        // A handle dropped without shutdown stops the server quickly rather than
+        // leaving threads behind.
+        let _ = self.shutdown(Duration::from_secs(1));
+    }
+}
+
+/// Sends to connections from any thread. Cheap to clone.
+///
+/// Each send goes through the owning reactor's command queue, woken by a
+/// `mio::Waker`; a broadcast encodes its frame once and every connection's queue
+/// gets a clone of the same `Bytes`.
+#[derive(Clone)]
+pub struct Sender {
+    reactors: Arc<[Arc<Shared>]>,
+}
+
+impl Sender {
+    /// Sends `message` to connection `id`. A stale id (its connection closed, even if
+    /// the slot was reused) reaches nobody. Delivery is asynchronous: backpressure
+    /// applies at the reactor as for any send.
+    pub fn send(&self, id: ConnId, message: Message<'_>) {
+        self.send_frame(id, encode(message));
+    }
+
+    /// Sends a frame encoded with [`encode`] (for example once, to several ids).
+    pub fn send_frame(&self, id: ConnId, frame: Bytes) {
+        if let Some(reactor) = self.reactors.get(id.reactor()) {
+            reactor.push(Command::Send { id, frame });
+        }
+    }
+
+    /// Sends `message` to every open connection of every reactor.
+    pub fn broadcast(&self, message: Message<'_>) {
+        self.broadcast_frame(encode(message), None);
+    }
+
+    /// Sends `message` to every open connection except `except`.
+    pub fn broadcast_except(&self, message: Message<'_>, except: ConnId) {
+        self.broadcast_frame(encode(message), Some(except));
+    }
+
+    fn broadcast_frame(&self, frame: Bytes, except: Option<ConnId>) {
+        for reactor in self.reactors.iter() {
+            reactor.push(Command::Broadcast {
+                frame: frame.clone(),
+                except,
+            });
+        }
+    }
+
+    /// Starts the close handshake of connection `id`.
+    pub fn close(&self, id: ConnId, code: CloseCode, reason: &str) {
+        if let Some(reactor) = self.reactors.get(id.reactor()) {
+            reactor.push(Command::Close {
+                id,
+                code,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    /// Asks every reactor to shut down gracefully within `timeout` (see
+    /// [`ServerHandle::shutdown`]); returns at once.
+    pub fn shutdown(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for reactor in self.reactors.iter() {
+            reactor.push(Command::Shutdown { deadline });
+        }
+    }
+
+    /// The number of reactors.
+    pub fn reactors(&self) -> usize {
+        self.reactors.len()
+    }
+}
+
+/// Encodes `message` as one unmasked frame (a server frame), ready to be sent to
+/// many connections without another copy.
+pub fn encode(message: Message<'_>) -> Bytes {
+    let payload = message.as_bytes();
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: if message.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        },
+        mask: None,
+        payload_len: payload.len() as u64,
+    }
+    .encode();
+    let mut frame = BytesMut::with_capacity(header.as_bytes().len() + payload.len());
+    frame.extend_from_slice(header.as_bytes());
+    frame.extend_from_slice(payload);
+    frame.freeze()
+}

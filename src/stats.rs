@@ -1,0 +1,160 @@
+//! Counters per reactor: kept as plain integers on the reactor thread, published to
+//! atomics once per event-loop turn, read from any thread without a lock.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Close codes counted one by one: 1000 to 1015. Others share the last bucket.
+const CODES: usize = 16;
+
+/// The reactor thread's own counters (no atomics on the hot path).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LocalStats {
+    pub(crate) accepted: u64,
+    pub(crate) rejected: u64,
+    pub(crate) messages_in: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) messages_out: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) dropped: u64,
+    pub(crate) closes: [u64; CODES + 1],
+}
+
+impl LocalStats {
+    pub(crate) fn count_close(&mut self, code: u16) {
+        let i = usize::from(code.wrapping_sub(1000)).min(CODES);
+        self.closes[i] += 1;
+    }
+}
+
+/// The published counters of one reactor.
+#[derive(Debug, Default)]
+pub(crate) struct SharedStats {
+    open: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    messages_in: AtomicU64,
+    bytes_in: AtomicU64,
+    messages_out: AtomicU64,
+    bytes_out: AtomicU64,
+    dropped: AtomicU64,
+    closes: [AtomicU64; CODES + 1],
+}
+
+impl SharedStats {
+    /// Publishes the reactor's counters (plain stores: one writer).
+    pub(crate) fn publish(&self, local: &LocalStats, open: usize) {
+        self.open.store(open as u64, Relaxed);
+        self.accepted.store(local.accepted, Relaxed);
+        self.rejected.store(local.rejected, Relaxed);
+        self.messages_in.store(local.messages_in, Relaxed);
+        self.bytes_in.store(local.bytes_in, Relaxed);
+        self.messages_out.store(local.messages_out, Relaxed);
+        self.bytes_out.store(local.bytes_out, Relaxed);
+        self.dropped.store(local.dropped, Relaxed);
+        for (cell, value) in self.closes.iter().zip(local.closes) {
+            cell.store(value, Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            open: self.open.load(Relaxed),
+            accepted: self.accepted.load(Relaxed),
+            rejected: self.rejected.load(Relaxed),
+            messages_in: self.messages_in.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            messages_out: self.messages_out.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            closes: std::array::from_fn(|i| self.closes[i].load(Relaxed)),
+        }
+    }
+}
+
+/// A snapshot of a reactor's counters (or their sum over reactors). Counters are
+/// published once per event-loop turn, so a snapshot may trail by one turn.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connections open now (in the handshake or after it).
+    pub open: u64,
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Upgrade requests refused (400, 403, 426, 431, timeouts) since start.
+    pub rejected: u64,
+    /// Messages received.
+    pub messages_in: u64,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+    /// Messages sent (or queued).
+    pub messages_out: u64,
+    /// Payload bytes sent (or queued).
+    pub bytes_out: u64,
+    /// Messages dropped at the backpressure limit.
+    pub dropped: u64,
+    closes: [u64; CODES + 1],
+}
+
+impl Stats {
+    /// How many opened connections ended with close code `code` (as reported to
+    /// `on_close`). Codes outside 1000–1015 are counted together: ask for any of them.
+    pub fn closed_with(&self, code: u16) -> u64 {
+        self.closes[usize::from(code.wrapping_sub(1000)).min(CODES)]
+    }
+
+    /// How many opened connections have closed, whatever the code.
+    pub fn closed(&self) -> u64 {
+        self.closes.iter().sum()
+    }
+
+    /// The sum of several snapshots.
+    pub fn sum<'a>(all: impl IntoIterator<Item = &'a Stats>) -> Stats {
+        let mut total = Stats::default();
+        for s in all {
+            total.open += s.open;
+            total.accepted += s.accepted;
+            total.rejected += s.rejected;
+            total.messages_in += s.messages_in;
+            total.bytes_in += s.bytes_in;
+            total.messages_out += s.messages_out;
+            total.bytes_out += s.bytes_out;
+            total.dropped += s.dropped;
+            for (t, c) in total.closes.iter_mut().zip(s.closes) {
+                *t += c;
+            }
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closes_are_bucketed_by_code() {
+        let mut local = LocalStats::default();
+        for code in [1000, 1000, 1009, 1011, 4000, 999] {
+            local.count_close(code);
+        }
+        let shared = SharedStats::default();
+        shared.publish(&local, 3);
+        let s = shared.snapshot();
+        assert_eq!(
+            (
+                s.closed_with(1000),
+                s.closed_with(1009),
+                s.closed_with(1011)
+            ),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            s.closed_with(4000),
+            2,
+            "4000 and 999 share the other bucket"
+        );
+        assert_eq!((s.closed(), s.open), (6, 3));
+        let total = Stats::sum([&s, &s]);
+        assert_eq!((total.closed_with(1000), total.open), (4, 6));
+    }
+}

@@ -1,0 +1,120 @@
+//! Echo through a real server: text and binary from 0 B to 16 MiB, fragmented
+//! messages, ping and pong, with tungstenite's client as the peer.
+
+#[path = "util/server.rs"]
+mod server;
+
+use server::{connect, start, test_config};
+use tungstenite::Message as T;
+use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+use wsreactor::{Handler, Message, Socket};
+
+#[derive(Clone)]
+struct Echo;
+
+impl Handler for Echo {
+    type Session = ();
+    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
+        ws.send(message);
+    }
+}
+
+#[test]
+fn text_and_binary_of_every_size_come_back_exactly() {
+    let server = start(test_config(), Echo);
+    let mut ws = connect(server.local_addr(), "/");
+    let sizes = [
+        0,
+        1,
+        125,
+        126,
+        127,
+        65_535,
+        65_536,
+        100_000,
+        1 << 20,
+        16 << 20,
+    ];
+    for &size in &sizes {
+        let binary: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
+        ws.send(T::binary(binary.clone())).unwrap();
+        assert_eq!(
+            ws.read().unwrap(),
+            T::binary(binary),
+            "binary of {size} bytes"
+        );
+        let text: String = "aé€𝄞"
+            .chars()
+            .cycle()
+            .scan(0, |n, c| {
+                *n += c.len_utf8();
+                (*n <= size).then_some(c)
+            })
+            .collect();
+        ws.send(T::text(text.clone())).unwrap();
+        assert_eq!(
+            ws.read().unwrap(),
+            T::text(text),
+            "text of about {size} bytes"
+        );
+    }
+    ws.close(None).unwrap();
+    let stats = server.stats();
+    assert!(stats.messages_in >= 2 * sizes.len() as u64);
+}
+
+#[test]
+fn fragmented_messages_are_reassembled() {
+    let server = start(test_config(), Echo);
+    let mut ws = connect(server.local_addr(), "/");
+    let parts: [&[u8]; 4] = [b"frag", b"", b"mented ", "tëxt".as_bytes()];
+    for (i, part) in parts.iter().enumerate() {
+        let op = if i == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        let frame = Frame::message(part.to_vec(), op, i == parts.len() - 1);
+        ws.write(T::Frame(frame)).unwrap();
+        if i == 1 {
+            ws.write(T::Ping(b"between".to_vec().into())).unwrap();
+        }
+    }
+    ws.flush().unwrap();
+    // The pong for the ping between fragments comes first.
+    assert_eq!(ws.read().unwrap(), T::Pong(b"between".to_vec().into()));
+    assert_eq!(ws.read().unwrap(), T::text("fragmented tëxt"));
+}
+
+#[test]
+fn a_ping_gets_a_pong_with_its_payload() {
+    let server = start(test_config(), Echo);
+    let mut ws = connect(server.local_addr(), "/");
+    ws.send(T::Ping(b"hello?".to_vec().into())).unwrap();
+    assert_eq!(ws.read().unwrap(), T::Pong(b"hello?".to_vec().into()));
+}
+
+#[test]
+fn a_client_close_is_answered_and_reported() {
+    let server = start(test_config(), Echo);
+    let mut ws = connect(server.local_addr(), "/");
+    ws.close(Some(tungstenite::protocol::CloseFrame {
+        code: 1000.into(),
+        reason: "done".into(),
+    }))
+    .unwrap();
+    loop {
+        match ws.read() {
+            Ok(T::Close(Some(frame))) => {
+                assert_eq!(u16::from(frame.code), 1000);
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("close failed: {e}"),
+        }
+    }
+    server::wait_until(std::time::Duration::from_secs(5), || {
+        server.stats().closed_with(1000) == 1 && server.stats().open == 0
+    });
+}

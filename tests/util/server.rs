@@ -1,0 +1,131 @@
+//! Helpers for tests against a real server on 127.0.0.1: start one on port 0 with
+//! short timeouts, connect tungstenite clients or raw TCP clients.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use wsreactor::{Config, Handler, Server, ServerHandle};
+
+/// A configuration for tests: one reactor, timeouts short enough to test quickly.
+pub fn test_config() -> Config {
+    Config::default()
+        .with_reactors(1)
+        .with_handshake_timeout(Some(Duration::from_millis(500)))
+        .with_close_timeout(Duration::from_millis(500))
+}
+
+/// Starts `handler` on 127.0.0.1:0.
+pub fn start<H: Handler>(config: Config, handler: H) -> ServerHandle {
+    Server::bind("127.0.0.1:0", config)
+        .and_then(|s| s.spawn(handler))
+        .expect("server starts")
+}
+
+pub type Client = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
+
+/// A tungstenite client connected to `addr` at `path`.
+pub fn connect(addr: SocketAddr, path: &str) -> Client {
+    let (ws, response) =
+        tungstenite::connect(format!("ws://{addr}{path}")).expect("client connects");
+    assert_eq!(response.status(), 101);
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    }
+    ws
+}
+
+/// A raw TCP connection with a read timeout.
+pub fn raw(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("tcp connects");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+pub const UPGRADE: &str = "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// A raw TCP connection that has completed the upgrade (the 101 is read).
+pub fn raw_ws(addr: SocketAddr) -> TcpStream {
+    let mut s = raw(addr);
+    s.write_all(UPGRADE.as_bytes()).unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s
+}
+
+/// Reads an HTTP response head (up to the blank line).
+pub fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Reads everything until the server closes the connection (or the timeout).
+pub fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Reads one unmasked server frame: (opcode byte, payload).
+pub fn read_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).ok()?;
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).ok()?;
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).ok()?;
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; len as usize];
+    s.read_exact(&mut payload).ok()?;
+    Some((h[0] & 0x0f, payload))
+}
+
+/// Reads frames until a close frame, returning its code (1005 for none), or `None`
+/// if the connection ended without one.
+pub fn read_close_code(s: &mut TcpStream) -> Option<u16> {
+    while let Some((op, payload)) = read_frame(s) {
+        if op == 0x8 {
+            return Some(if payload.len() >= 2 {
+                u16::from_be_bytes([payload[0], payload[1]])
+            } else {
+                1005
+            });
+        }
+    }
+    None
+}
+
+/// Waits until `f` holds, polling, or panics after `timeout`.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < timeout,
+            "condition not met within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

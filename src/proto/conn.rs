@@ -40,12 +40,13 @@ use super::message::{Message, valid_utf8_prefix};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// The largest frame payload accepted, in bytes. Default 16 MiB.
+    /// The largest frame payload accepted, in bytes. Default 16 MiB. Values of
+    /// 4 GiB and more act as 4 GiB − 1 (sizes are kept in 32 bits).
     pub max_frame_size: usize,
     /// The largest message accepted (all fragments together), in bytes. Default
     /// 16 MiB: the largest message the Autobahn TestSuite sends (cases 9.1.6, 9.2.6).
     /// A chat or push server should set it much lower; it bounds the memory one peer
-    /// can make the server hold.
+    /// can make the server hold. Values of 4 GiB and more act as 4 GiB − 1.
     pub max_message_size: usize,
     /// The RSV bits that a negotiated extension permits. Default 0 (none).
     pub allowed_rsv: u8,
@@ -172,16 +173,16 @@ enum Assembling {
 #[derive(Debug)]
 pub struct Connection {
     /// Payload bytes of the current data frame still to come (0 between frames).
-    frame_remaining: u64,
+    frame_remaining: u32,
     /// Payload bytes of the message in progress, held at the front of the buffer.
-    held: usize,
+    held: u32,
     /// Bytes after the held payload that are already processed (headers of
     /// continuation frames, control frames between fragments).
-    gap: usize,
+    gap: u32,
     /// How much of the held text payload is known to be complete, valid UTF-8.
-    validated: usize,
-    /// Client role: the state of the mask key generator (xorshift64*).
-    mask_seed: u64,
+    validated: u32,
+    /// Client role: the state of the mask key generator (xorshift32).
+    mask_seed: u32,
     /// The current data frame's masking key (server role).
     frame_mask: [u8; 4],
     in_frame: bool,
@@ -203,10 +204,11 @@ impl Connection {
     /// asks that keys be unpredictable; proto has no source of randomness itself).
     pub fn client(mask_seed: u64) -> Connection {
         // xorshift's state must not be zero.
-        Connection::new(Role::Client, mask_seed | 1)
+        let folded = (mask_seed ^ (mask_seed >> 32)) as u32;
+        Connection::new(Role::Client, folded | 1)
     }
 
-    fn new(role: Role, mask_seed: u64) -> Connection {
+    fn new(role: Role, mask_seed: u32) -> Connection {
         Connection {
             frame_remaining: 0,
             held: 0,
@@ -247,7 +249,7 @@ impl Connection {
     /// How many bytes the connection holds at the front of the caller's buffer (the
     /// payload of a message still arriving). Zero when the connection is idle.
     pub fn held(&self) -> usize {
-        self.held + self.gap
+        (self.held as usize) + (self.gap as usize)
     }
 
     /// Processes `buf`, the bytes received and not yet consumed, in place.
@@ -264,7 +266,7 @@ impl Connection {
             // Nothing after the close (or a failure) is read.
             return Decoded::NeedMore { keep: 0..0 };
         }
-        if buf.len() < self.held + self.gap {
+        if buf.len() < (self.held as usize) + (self.gap as usize) {
             // The caller dropped bytes we asked it to keep.
             return self.fail(
                 out,
@@ -276,24 +278,25 @@ impl Connection {
         // call, else just after the first frame header of a message begun here.
         let mut start = 0;
         loop {
-            let pos = start + self.held + self.gap;
+            let pos = start + (self.held as usize) + (self.gap as usize);
             if self.in_frame {
                 let avail = buf.len() - pos;
-                let take = usize::try_from(self.frame_remaining).map_or(avail, |r| r.min(avail));
-                let dest = start + self.held;
+                let take = (self.frame_remaining as usize).min(avail);
+                let dest = start + (self.held as usize);
                 if self.frame_masked {
                     // The key is kept rotated so that it always starts at the next byte.
                     apply_mask(&mut buf[pos..pos + take], self.frame_mask, 0);
                     self.frame_mask.rotate_left(take & 3);
                 }
-                if self.gap > 0 {
+                if (self.gap as usize) > 0 {
                     buf.copy_within(pos..pos + take, dest);
                 }
-                self.held += take;
-                self.frame_remaining -= take as u64;
+                self.held += take as u32;
+                self.frame_remaining -= take as u32;
                 if self.frame_remaining > 0 {
                     // The frame continues in a later read: validate what is here now.
-                    if let Err(e) = self.validate_partial(&buf[start..start + self.held]) {
+                    if let Err(e) = self.validate_partial(&buf[start..start + (self.held as usize)])
+                    {
                         return self.fail(out, e.code, e.reason);
                     }
                     return self.need_more(buf, start, pos + take);
@@ -302,7 +305,7 @@ impl Connection {
                 if self.frame_fin {
                     return self.finish_message(buf, start, out);
                 }
-                if let Err(e) = self.validate_partial(&buf[start..start + self.held]) {
+                if let Err(e) = self.validate_partial(&buf[start..start + (self.held as usize)]) {
                     return self.fail(out, e.code, e.reason);
                 }
                 continue;
@@ -328,7 +331,7 @@ impl Connection {
                     end
                 } else {
                     // The control frame sits between fragments: it joins the gap.
-                    self.gap += header_len + len;
+                    self.gap += (header_len + len) as u32;
                     start
                 };
                 let payload = &buf[pos + header_len..end];
@@ -386,14 +389,17 @@ impl Connection {
                 }
                 _ => {}
             }
-            if header.payload_len > limits.max_frame_size as u64 {
+            // Both limits are capped below 4 GiB: sizes are kept in 32 bits.
+            let max_frame = limits.max_frame_size.min(u32::MAX as usize) as u64;
+            let max_message = limits.max_message_size.min(u32::MAX as usize);
+            if header.payload_len > max_frame {
                 return self.fail(out, CloseCode::MESSAGE_TOO_BIG, "frame too big");
             }
-            if header.payload_len > (limits.max_message_size.saturating_sub(self.held)) as u64 {
+            if header.payload_len > max_message.saturating_sub(self.held as usize) as u64 {
                 return self.fail(out, CloseCode::MESSAGE_TOO_BIG, "message too big");
             }
             if continuation {
-                self.gap += header_len;
+                self.gap += header_len as u32;
             } else {
                 start = pos + header_len;
                 self.held = 0;
@@ -407,7 +413,7 @@ impl Connection {
             }
             self.in_frame = true;
             self.frame_fin = header.fin;
-            self.frame_remaining = header.payload_len;
+            self.frame_remaining = header.payload_len as u32; // at most max_frame_size, below 4 GiB
             self.frame_masked = header.mask.is_some();
             self.frame_mask = header.mask.unwrap_or([0; 4]);
         }
@@ -418,9 +424,9 @@ impl Connection {
         if self.assembling != Assembling::Text {
             return Ok(());
         }
-        match valid_utf8_prefix(&held[self.validated..]) {
+        match valid_utf8_prefix(&held[(self.validated as usize)..]) {
             Ok(n) => {
-                self.validated += n;
+                self.validated += n as u32;
                 Ok(())
             }
             Err(()) => Err(ProtocolError {
@@ -436,8 +442,8 @@ impl Connection {
         start: usize,
         out: &mut B,
     ) -> Decoded<'b> {
-        let consumed = start + self.held + self.gap;
-        let range = start..start + self.held;
+        let consumed = start + (self.held as usize) + (self.gap as usize);
+        let range = start..start + (self.held as usize);
         let kind = self.assembling;
         self.held = 0;
         self.gap = 0;
@@ -467,9 +473,9 @@ impl Connection {
     /// Ends a call with no event: moves a partial header or control frame that sits
     /// after a gap next to the held payload, so the bytes to keep are contiguous.
     fn need_more<'b>(&mut self, buf: &'b mut [u8], start: usize, pos: usize) -> Decoded<'b> {
-        let held_end = start + self.held;
+        let held_end = start + (self.held as usize);
         let tail = buf.len() - pos;
-        if self.gap > 0 && tail > 0 {
+        if (self.gap as usize) > 0 && tail > 0 {
             buf.copy_within(pos..buf.len(), held_end);
         }
         self.gap = 0;
@@ -548,14 +554,15 @@ impl Connection {
         if self.role == Role::Server {
             return None;
         }
-        // xorshift64*: fast, and its output is not the raw state.
+        // xorshift32, its output scrambled by a multiplication so the key is not the
+        // raw state. (RFC 6455 wants keys a script cannot predict; this client is for
+        // tests and load generation, not browsers.)
         let mut x = self.mask_seed;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
         self.mask_seed = x;
-        let word = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        Some(((word >> 32) as u32).to_ne_bytes())
+        Some(x.wrapping_mul(0x9e37_79b9).to_ne_bytes())
     }
 
     /// Writes one complete message as a single frame to `out`.

@@ -173,6 +173,22 @@ pub(crate) fn write_once(stream: &mut TcpStream, bufs: &[IoSlice<'_>]) -> io::Re
 mod tests {
     use super::*;
 
+    /// The shape of `slab`'s private entry type, to measure a slot as the slab stores it.
+    #[allow(dead_code)]
+    enum SlabEntry<T> {
+        Vacant(usize),
+        Occupied(T),
+    }
+
+    #[test]
+    fn an_idle_connection_slot_is_small() {
+        let conn = std::mem::size_of::<Conn<()>>();
+        let slot = std::mem::size_of::<SlabEntry<Conn<()>>>();
+        let proto = std::mem::size_of::<Connection>();
+        println!("slab slot for the echo handler: {slot} bytes (Conn {conn}, proto {proto})");
+        assert!(slot <= 128, "slot is {slot} bytes");
+    }
+
     #[test]
     fn consume_walks_across_segments() {
         let mut q = OutQueue::default();

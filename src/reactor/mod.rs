@@ -576,7 +576,6 @@ impl<H: Handler> Reactor<H> {
             if let Some(conn) = self.conns.get_mut(key) {
                 self.output
                     .close(conn, CloseCode::INTERNAL_ERROR, "internal error");
-                conn.close_code = CloseCode::INTERNAL_ERROR.0;
             }
         }
         self.after_callback(key);
@@ -780,7 +779,6 @@ impl<H: Handler> Reactor<H> {
                 if conn.has(flag::PINGED) {
                     self.output
                         .close(conn, CloseCode::GOING_AWAY, "idle timeout");
-                    conn.close_code = CloseCode::GOING_AWAY.0;
                     self.after_callback(key);
                 } else {
                     conn.set(flag::PINGED);
@@ -872,7 +870,6 @@ impl<H: Handler> Reactor<H> {
                 Phase::Open => {
                     self.output
                         .close(conn, CloseCode::GOING_AWAY, "server shutting down");
-                    conn.close_code = CloseCode::GOING_AWAY.0;
                     self.after_callback(key);
                     self.finish_turn(key);
                 }

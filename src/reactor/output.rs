@@ -23,6 +23,10 @@ use crate::stats::LocalStats;
 /// part of them.
 const DIRECT_WRITE: usize = 16 * 1024;
 
+/// The cork is written out when it reaches this size, even in the middle of a
+/// callback.
+const CORK_LIMIT: usize = 64 * 1024;
+
 /// What a flush left behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Flushed {
@@ -110,6 +114,12 @@ impl Output {
         if payload.len() < DIRECT_WRITE || conn.output != NONE {
             self.cork.extend_from_slice(header.as_bytes());
             self.cork.extend_from_slice(payload);
+            if self.cork.len() >= CORK_LIMIT {
+                // A callback sending a lot: write now rather than grow the cork, so
+                // the status tells the truth and the cork stays small. A write error
+                // is seen by the next read, which closes the connection.
+                let _ = self.flush_cork(conn);
+            }
         } else {
             // Large: one vectored write of the cork, the header and the payload.
             let parts = [&self.cork[..], header.as_bytes(), payload];
@@ -165,6 +175,8 @@ impl Output {
     /// empty cork, on any connection: the caller flushes).
     pub(crate) fn close<S>(&mut self, conn: &mut Conn<S>, code: CloseCode, reason: &str) {
         if conn.proto.close_state() == CloseState::Open {
+            // Reported to on_close if the peer never answers.
+            conn.close_code = code.0;
             // The only errors are "already closing" and an unsendable code; the
             // latter is replaced by 1000 rather than refused silently.
             if conn.proto.close(&mut self.cork, code, reason).is_err() {
@@ -183,28 +195,34 @@ impl Output {
         }
     }
 
+    /// Writes the cork: directly if nothing is queued, else behind the queue.
+    fn flush_cork<S>(&mut self, conn: &mut Conn<S>) -> io::Result<()> {
+        if self.cork.is_empty() {
+            return Ok(());
+        }
+        if conn.output == NONE {
+            let written = match write_once(&mut conn.stream, &[IoSlice::new(&self.cork)]) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.cork.clear();
+                    return Err(e);
+                }
+            };
+            if written < self.cork.len() {
+                let rest = Bytes::copy_from_slice(&self.cork[written..]);
+                self.enqueue(conn, rest);
+            }
+        } else {
+            let corked = Bytes::copy_from_slice(&self.cork);
+            self.enqueue(conn, corked);
+        }
+        self.cork.clear();
+        Ok(())
+    }
+
     /// Writes the cork and the queue of `conn`. The queue is released when empty.
     pub(crate) fn flush<S>(&mut self, conn: &mut Conn<S>) -> io::Result<Flushed> {
-        if !self.cork.is_empty() {
-            if conn.output == NONE {
-                let written = write_once(&mut conn.stream, &[IoSlice::new(&self.cork)]);
-                let written = match written {
-                    Ok(n) => n,
-                    Err(e) => {
-                        self.cork.clear();
-                        return Err(e);
-                    }
-                };
-                if written < self.cork.len() {
-                    let rest = Bytes::copy_from_slice(&self.cork[written..]);
-                    self.enqueue(conn, rest);
-                }
-            } else {
-                let corked = Bytes::copy_from_slice(&self.cork);
-                self.enqueue(conn, corked);
-            }
-            self.cork.clear();
-        }
+        self.flush_cork(conn)?;
         if conn.output == NONE {
             return Ok(Flushed::All);
         }

@@ -1,0 +1,115 @@
+//! Sending from other threads: to one connection, to all, to all but one; a stale
+//! id reaches nobody, even after its slot is reused.
+
+#[path = "util/server.rs"]
+mod server;
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use server::{Client, connect, start, test_config, wait_until};
+use tungstenite::Message as T;
+use wsreactor::{ConnId, Handler, Message, Socket};
+
+/// Reports each connection's id as it opens.
+#[derive(Clone)]
+struct Register {
+    ids: Arc<Mutex<mpsc::Sender<ConnId>>>,
+}
+
+impl Handler for Register {
+    type Session = ();
+    fn on_open(&mut self, ws: &mut Socket<'_, ()>) {
+        let _ = self.ids.lock().unwrap().send(ws.id());
+    }
+}
+
+fn setup() -> (wsreactor::ServerHandle, mpsc::Receiver<ConnId>) {
+    let (tx, rx) = mpsc::channel();
+    let server = start(
+        test_config(),
+        Register {
+            ids: Arc::new(Mutex::new(tx)),
+        },
+    );
+    (server, rx)
+}
+
+fn open(server: &wsreactor::ServerHandle, ids: &mpsc::Receiver<ConnId>) -> (Client, ConnId) {
+    let client = connect(server.local_addr(), "/");
+    let id = ids.recv_timeout(Duration::from_secs(5)).unwrap();
+    (client, id)
+}
+
+fn next_text(client: &mut Client) -> String {
+    match client.read().unwrap() {
+        T::Text(t) => t.as_str().to_owned(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn sends_reach_exactly_their_connections() {
+    let (server, ids) = setup();
+    let (mut a, id_a) = open(&server, &ids);
+    let (mut b, id_b) = open(&server, &ids);
+    let (mut c, _) = open(&server, &ids);
+    let sender = server.sender();
+
+    // From another thread, to B only.
+    let s = sender.clone();
+    std::thread::spawn(move || s.send(id_b, Message::Text("to b")))
+        .join()
+        .unwrap();
+    sender.broadcast(Message::Text("to all"));
+    sender.broadcast_except(Message::Text("not a"), id_a);
+    sender.send(id_a, Message::Binary(b"to a"));
+
+    assert_eq!(a.read().unwrap(), T::text("to all"));
+    assert_eq!(a.read().unwrap(), T::binary(b"to a".to_vec()));
+    assert_eq!(next_text(&mut b), "to b");
+    assert_eq!(next_text(&mut b), "to all");
+    assert_eq!(next_text(&mut b), "not a");
+    assert_eq!(next_text(&mut c), "to all");
+    assert_eq!(next_text(&mut c), "not a");
+}
+
+#[test]
+fn a_stale_id_reaches_nobody_even_when_its_slot_is_reused() {
+    let (server, ids) = setup();
+    let (_a, _) = open(&server, &ids);
+    let (mut b, id_b) = open(&server, &ids);
+    b.close(None).unwrap();
+    while b.read().is_ok() {}
+    wait_until(Duration::from_secs(5), || server.stats().open == 1);
+    // The slab hands B's slot to the next connection.
+    let (mut d, id_d) = open(&server, &ids);
+    assert_eq!(id_d.reactor(), id_b.reactor());
+    assert_ne!(id_d, id_b, "a new generation");
+    assert!(format!("{id_d:?}").split('#').next() == format!("{id_b:?}").split('#').next());
+    let sender = server.sender();
+    sender.send(id_b, Message::Text("stale"));
+    sender.send(id_d, Message::Text("fresh"));
+    assert_eq!(next_text(&mut d), "fresh");
+}
+
+#[test]
+fn a_server_side_close_from_another_thread_closes_with_its_code() {
+    let (server, ids) = setup();
+    let (mut a, id_a) = open(&server, &ids);
+    server
+        .sender()
+        .close(id_a, wsreactor::CloseCode(4000), "bye");
+    match a.read().unwrap() {
+        T::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 4000);
+            assert_eq!(frame.reason.as_str(), "bye");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    while a.read().is_ok() {}
+    wait_until(Duration::from_secs(5), || {
+        server.stats().closed_with(4000) == 1
+    });
+}

@@ -59,3 +59,8 @@ pub use proto::handshake::{HttpRequest, Request};
 pub use proto::{CloseCode, Message};
 pub use server::{Sender, Server, ServerBuilder, ServerHandle, encode};
 pub use stats::Stats;
+
+/// The README's examples, compiled as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,109 +1,106 @@
-//! The per-reactor pool of read buffers.
+//! Read buffers for connections that hold a partial message, and their pool.
 //!
-//! A connection holds a read buffer only while a frame or message is partly
-//! received; the buffer comes from here and goes back as soon as the message
-//! completes, so an idle connection holds none. Buffers stay initialised (their
-//! `Vec` length is their capacity), so reading into one never zeroes memory twice.
+//! Every read lands in the reactor's shared scratch buffer. A connection gets a
+//! buffer of its own only while a frame or message is partly received, and gives it
+//! back as soon as the message completes, so an idle connection holds none. Small
+//! holds (a partial header, a trickled handshake) get a buffer of just their size, so
+//! thousands of slow clients cost what they sent, not a buffer each; holds of 4 KiB
+//! and more reuse buffers from a bounded pool.
 
-/// A read buffer: `data` is initialised up to its length, `filled` bytes are input.
+use std::ops::Range;
+
+/// Holds smaller than this get an exact-size buffer instead of a pooled one.
+const POOLED_FROM: usize = 4 * 1024;
+
+/// The bytes a connection keeps between reads.
 #[derive(Debug, Default)]
 pub struct ReadBuf {
     data: Vec<u8>,
-    filled: usize,
 }
 
 impl ReadBuf {
-    /// The bytes received and not yet consumed.
-    pub fn filled(&self) -> usize {
-        self.filled
+    /// How many bytes are held.
+    pub fn len(&self) -> usize {
+        self.data.len()
     }
 
-    /// The whole initialised buffer.
-    pub fn data_mut(&mut self) -> &mut [u8] {
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The held bytes.
+    pub fn input_mut(&mut self) -> &mut [u8] {
         &mut self.data
     }
 
-    /// The input bytes.
-    pub fn input_mut(&mut self) -> &mut [u8] {
-        &mut self.data[..self.filled]
+    /// Appends newly read bytes (the buffer doubles as it grows, so a large message
+    /// costs O(log n) growths).
+    pub fn append(&mut self, bytes: &[u8]) {
+        self.data.extend_from_slice(bytes);
     }
 
-    /// Room to read into, grown to at least `min` bytes (and doubling, so a large
-    /// message costs O(log n) growths).
-    pub fn spare(&mut self, min: usize) -> &mut [u8] {
-        if self.data.len() - self.filled < min {
-            let want = (self.filled + min).max(self.data.len() * 2);
-            self.data.resize(want, 0);
-        }
-        &mut self.data[self.filled..]
+    /// Keeps only `range` of the held bytes, moved to the front.
+    pub fn keep(&mut self, range: Range<usize>) {
+        let end = range.end.min(self.data.len());
+        let start = range.start.min(end);
+        self.data.copy_within(start..end, 0);
+        self.data.truncate(end - start);
     }
 
-    /// Marks `n` more bytes as received (after reading into [`spare`](Self::spare)).
-    pub fn advance(&mut self, n: usize) {
-        self.filled = (self.filled + n).min(self.data.len());
-    }
-
-    /// Keeps only `range` of the input, moved to the front.
-    pub fn keep(&mut self, range: std::ops::Range<usize>) {
-        let len = range.len();
-        if range.start > 0 {
-            self.data.copy_within(range, 0);
-        }
-        self.filled = len;
-    }
-
-    /// Replaces the input with a copy of `bytes`.
-    pub fn fill_from(&mut self, bytes: &[u8]) {
-        self.filled = 0;
-        let room = self.spare(bytes.len());
-        room[..bytes.len()].copy_from_slice(bytes);
-        self.filled = bytes.len();
-    }
-
-    /// The initialised size (the memory this buffer holds).
+    /// The memory this buffer holds.
     pub fn capacity(&self) -> usize {
-        self.data.len()
+        self.data.capacity()
     }
 }
 
 /// A bounded free list of read buffers.
 #[derive(Debug)]
 pub struct BufferPool {
-    free: Vec<ReadBuf>,
+    free: Vec<Vec<u8>>,
     max_free: usize,
-    initial: usize,
+    pooled_size: usize,
     max_pooled_size: usize,
 }
 
 impl BufferPool {
-    /// A pool that keeps at most `max_free` idle buffers. New buffers start at
-    /// `initial` bytes; buffers grown past `max_pooled_size` (by a large message) are
-    /// freed rather than kept.
-    pub fn new(max_free: usize, initial: usize, max_pooled_size: usize) -> BufferPool {
+    /// A pool that keeps at most `max_free` idle buffers of `pooled_size` bytes
+    /// or more; buffers grown past `max_pooled_size` (by a large message) are freed
+    /// rather than kept.
+    pub fn new(max_free: usize, pooled_size: usize, max_pooled_size: usize) -> BufferPool {
         BufferPool {
             free: Vec::new(),
             max_free,
-            initial,
+            pooled_size: pooled_size.max(POOLED_FROM),
             max_pooled_size,
         }
     }
 
-    /// An empty buffer, reused if one is free.
-    pub fn take(&mut self) -> ReadBuf {
-        match self.free.pop() {
-            Some(buf) => buf,
-            None => ReadBuf {
-                data: vec![0; self.initial],
-                filled: 0,
-            },
-        }
+    /// A buffer holding a copy of `bytes`: pooled if `bytes` is 4 KiB or more,
+    /// exactly sized otherwise.
+    pub fn take_with(&mut self, bytes: &[u8]) -> ReadBuf {
+        let mut data = if bytes.len() < POOLED_FROM {
+            Vec::with_capacity(bytes.len())
+        } else {
+            self.free
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(self.pooled_size.max(bytes.len())))
+        };
+        data.extend_from_slice(bytes);
+        ReadBuf { data }
     }
 
-    /// Returns a buffer to the pool.
-    pub fn give(&mut self, mut buf: ReadBuf) {
-        if self.free.len() < self.max_free && buf.data.len() <= self.max_pooled_size {
-            buf.filled = 0;
-            self.free.push(buf);
+    /// Returns a buffer. It is kept for reuse if the pool has room and its size is
+    /// between the pooled size and the largest kept; otherwise it is freed.
+    pub fn give(&mut self, buf: ReadBuf) {
+        let mut data = buf.data;
+        let capacity = data.capacity();
+        if self.free.len() < self.max_free
+            && capacity >= self.pooled_size
+            && capacity <= self.max_pooled_size
+        {
+            data.clear();
+            self.free.push(data);
         }
     }
 
@@ -118,32 +115,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buffers_are_reused_and_bounded() {
-        let mut pool = BufferPool::new(2, 16, 1024);
-        let a = pool.take();
-        let b = pool.take();
-        let c = pool.take();
-        pool.give(a);
-        pool.give(b);
-        pool.give(c);
-        assert_eq!(pool.idle(), 2);
-        let mut big = pool.take();
-        big.spare(4096);
+    fn small_holds_are_exact_and_large_ones_reuse_pooled_buffers() {
+        let mut pool = BufferPool::new(2, 16 * 1024, 256 * 1024);
+        let small = pool.take_with(b"GET / HT");
+        assert_eq!((small.len(), small.capacity()), (8, 8));
+        pool.give(small);
+        assert_eq!(pool.idle(), 0, "small buffers are not pooled");
+
+        let big = pool.take_with(&[7; 5000]);
+        assert!(big.capacity() >= 16 * 1024);
+        let ptr = big.data.as_ptr();
         pool.give(big);
-        assert_eq!(pool.idle(), 1, "a grown buffer is not kept");
+        assert_eq!(pool.idle(), 1);
+        let again = pool.take_with(&[1; 4096]);
+        assert_eq!(again.data.as_ptr(), ptr, "reused");
+        assert_eq!(again.len(), 4096);
     }
 
     #[test]
-    fn keep_spare_and_fill() {
-        let mut buf = BufferPool::new(1, 8, 64).take();
-        buf.fill_from(b"abcdef");
-        assert_eq!(buf.input_mut(), b"abcdef");
+    fn the_pool_is_bounded_and_drops_grown_buffers() {
+        let mut pool = BufferPool::new(2, 16 * 1024, 64 * 1024);
+        let bufs: Vec<_> = (0..3).map(|_| pool.take_with(&[0; 5000])).collect();
+        for b in bufs {
+            pool.give(b);
+        }
+        assert_eq!(pool.idle(), 2);
+        let mut grown = pool.take_with(&[0; 5000]);
+        grown.append(&[0; 100_000]);
+        pool.give(grown);
+        assert_eq!(pool.idle(), 1, "a buffer grown past the maximum is freed");
+    }
+
+    #[test]
+    fn keep_and_append() {
+        let mut pool = BufferPool::new(1, 16 * 1024, 64 * 1024);
+        let mut buf = pool.take_with(b"abcdef");
         buf.keep(2..5);
         assert_eq!(buf.input_mut(), b"cde");
-        let room = buf.spare(100);
-        assert!(room.len() >= 100);
-        room[..2].copy_from_slice(b"fg");
-        buf.advance(2);
+        buf.append(b"fg");
         assert_eq!(buf.input_mut(), b"cdefg");
+        buf.keep(5..5);
+        assert!(buf.is_empty());
     }
 }

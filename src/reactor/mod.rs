@@ -42,8 +42,8 @@ const WAKER: Token = Token(usize::MAX - 1);
 
 /// The size of the shared read buffer.
 const SCRATCH: usize = 64 * 1024;
-/// The least room offered to a read into a connection's own buffer.
-const MIN_READ: usize = 16 * 1024;
+/// The size of a pooled read buffer.
+const POOLED: usize = 16 * 1024;
 /// Connections accepted per turn before others are served.
 const ACCEPT_BUDGET: usize = 256;
 /// The most headers parsed on the stack; a larger configured limit uses the heap.
@@ -147,14 +147,14 @@ impl<H: Handler> Reactor<H> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let wheel = TimerWheel::new(config.timer_tick(), Instant::now());
-        let max_pooled = (4 * SCRATCH).max(MIN_READ);
+        let max_pooled = 4 * SCRATCH;
         Ok(Reactor {
             index,
             poll,
             listener: Some(listener),
             conns: Slab::new(),
             inputs: Slab::new(),
-            pool: BufferPool::new(config.pooled_buffers, MIN_READ * 2, max_pooled),
+            pool: BufferPool::new(config.pooled_buffers, POOLED, max_pooled),
             scratch: vec![0; SCRATCH],
             output: Output::new(config.max_backpressure, config.backpressure_policy),
             wheel,
@@ -181,12 +181,12 @@ impl<H: Handler> Reactor<H> {
             } else {
                 self.wheel.until_next_tick(Instant::now())
             };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    // The poll itself failed: nothing can be served any more.
-                    self.drop_all();
-                    return;
-                }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                // The poll itself failed: nothing can be served any more.
+                self.drop_all();
+                return;
             }
             for event in events.iter() {
                 match event.token() {
@@ -295,21 +295,19 @@ impl<H: Handler> Reactor<H> {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            let (result, asked, input) = if conn.input == NONE {
-                let mut scratch = std::mem::take(&mut self.scratch);
-                let r = read(&mut conn.stream, &mut scratch);
-                let asked = scratch.len();
-                let n = *r.as_ref().unwrap_or(&0);
-                (r, asked, Input::Scratch(scratch, n))
+            // Every read lands in the scratch buffer; a connection holding a
+            // partial message gets the new bytes appended to its own buffer.
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let result = read(&mut conn.stream, &mut scratch);
+            let asked = scratch.len();
+            let n = *result.as_ref().unwrap_or(&0);
+            let input = if conn.input == NONE {
+                Input::Scratch(scratch, n)
             } else {
                 let mut held = std::mem::take(&mut self.inputs[conn.input as usize]);
-                let spare = held.spare(MIN_READ);
-                let asked = spare.len();
-                let r = read(&mut conn.stream, spare);
-                if let Ok(n) = r {
-                    held.advance(n);
-                }
-                (r, asked, Input::Held(held))
+                held.append(&scratch[..n]);
+                self.scratch = scratch;
+                Input::Held(held)
             };
             match result {
                 Ok(0) => {
@@ -351,12 +349,11 @@ impl<H: Handler> Reactor<H> {
     fn restore(&mut self, key: usize, input: Input, keep: Option<Range<usize>>) {
         match input {
             Input::Scratch(scratch, _) => {
-                if let Some(keep) = keep.filter(|k| !k.is_empty()) {
-                    if let Some(conn) = self.conns.get_mut(key) {
-                        let mut held = self.pool.take();
-                        held.fill_from(&scratch[keep]);
-                        conn.input = self.inputs.insert(held) as u32;
-                    }
+                if let Some(keep) = keep.filter(|k| !k.is_empty())
+                    && let Some(conn) = self.conns.get_mut(key)
+                {
+                    let held = self.pool.take_with(&scratch[keep]);
+                    conn.input = self.inputs.insert(held) as u32;
                 }
                 self.scratch = scratch;
             }
@@ -365,7 +362,7 @@ impl<H: Handler> Reactor<H> {
                     held.keep(keep);
                 }
                 let slot = self.conns.get(key).map_or(NONE, |c| c.input);
-                if held.filled() == 0 || slot == NONE {
+                if held.is_empty() || slot == NONE {
                     if slot != NONE {
                         self.inputs.try_remove(slot as usize);
                         if let Some(conn) = self.conns.get_mut(key) {
@@ -404,12 +401,12 @@ impl<H: Handler> Reactor<H> {
     /// Any input counts as life: push the idle deadline back (a store, no wheel
     /// operation) and forget an unanswered idle ping.
     fn touch(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get_mut(key) {
-            if conn.phase == Phase::Open {
-                conn.clear(flag::PINGED);
-                if let Some(idle) = self.config.idle_timeout {
-                    conn.deadline = self.wheel.deadline(idle);
-                }
+        if let Some(conn) = self.conns.get_mut(key)
+            && conn.phase == Phase::Open
+        {
+            conn.clear(flag::PINGED);
+            if let Some(idle) = self.config.idle_timeout {
+                conn.deadline = self.wheel.deadline(idle);
             }
         }
     }
@@ -572,11 +569,11 @@ impl<H: Handler> Reactor<H> {
             id,
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| f(handler, &mut socket)));
-        if outcome.is_err() {
-            if let Some(conn) = self.conns.get_mut(key) {
-                self.output
-                    .close(conn, CloseCode::INTERNAL_ERROR, "internal error");
-            }
+        if outcome.is_err()
+            && let Some(conn) = self.conns.get_mut(key)
+        {
+            self.output
+                .close(conn, CloseCode::INTERNAL_ERROR, "internal error");
         }
         self.after_callback(key);
     }
@@ -696,10 +693,10 @@ impl<H: Handler> Reactor<H> {
             return;
         };
         self.output.release(&mut conn);
-        if conn.input != NONE {
-            if let Some(held) = self.inputs.try_remove(conn.input as usize) {
-                self.pool.give(held);
-            }
+        if conn.input != NONE
+            && let Some(held) = self.inputs.try_remove(conn.input as usize)
+        {
+            self.pool.give(held);
         }
         // Dropping the stream closes the socket, which also removes it from epoll.
     }

@@ -124,10 +124,8 @@ impl Output {
             // Large: one vectored write of the cork, the header and the payload.
             let parts = [&self.cork[..], header.as_bytes(), payload];
             let slices = parts.map(IoSlice::new);
-            let written = match write_once(&mut conn.stream, &slices) {
-                Ok(n) => n,
-                Err(_) => 0, // the read side sees the error and closes
-            };
+            // A write error is seen by the next read, which closes the connection.
+            let written = write_once(&mut conn.stream, &slices).unwrap_or_default();
             let mut rest = Vec::new();
             let mut skip = written;
             for part in parts {

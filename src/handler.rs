@@ -67,7 +67,8 @@ pub enum Upgrade<'r, S> {
         /// The subprotocol to confirm (it must be one the client offered).
         protocol: Option<&'r str>,
     },
-    /// Refuse with this HTTP status (for example 403 for a forbidden origin).
+    /// Refuse with this HTTP status (for example 403 for a forbidden origin). A
+    /// status outside 300–599 is answered as 500.
     Reject(u16),
 }
 
@@ -181,7 +182,9 @@ pub trait Handler: Clone + Send + 'static {
     }
 
     /// A plain HTTP request that is not an upgrade. Return a response to serve it
-    /// (enough for one page); the default `None` answers 426 Upgrade Required.
+    /// (enough for one page); the default `None` answers 426 Upgrade Required. A
+    /// response with a status outside 200–599, or a content type containing CR, LF or
+    /// NUL, is answered as 500. The connection is closed after the response.
     fn on_http(&mut self, request: &HttpRequest<'_, '_>) -> Option<HttpResponse> {
         let _ = request;
         None

@@ -437,17 +437,19 @@ impl<H: Handler> Reactor<H> {
             Err(HandshakeError::NotUpgrade) => {
                 let handler = &mut self.handler;
                 let response = catch_unwind(AssertUnwindSafe(|| handler.on_http(&http)));
+                let cork = &mut self.output.cork;
                 match response {
-                    Ok(Some(r)) => handshake::write_http_response(
-                        &mut self.output.cork,
-                        r.status,
-                        r.content_type,
-                        &r.body,
-                    ),
-                    Ok(None) => {
-                        handshake::write_error(&mut self.output.cork, &HandshakeError::NotUpgrade)
+                    Ok(Some(r))
+                        if (200..=599).contains(&r.status) && is_header_text(r.content_type) =>
+                    {
+                        handshake::write_http_response(cork, r.status, r.content_type, &r.body);
+                        // Served, not refused: only drain.
+                        self.drain(key);
+                        return 0..0;
                     }
-                    Err(_) => handshake::write_status(&mut self.output.cork, 500),
+                    // A response HTTP cannot carry is the handler's bug: answer 500.
+                    Ok(Some(_)) | Err(_) => handshake::write_status(cork, 500),
+                    Ok(None) => handshake::write_error(cork, &HandshakeError::NotUpgrade),
                 }
                 self.reject(key);
                 return 0..0;
@@ -477,6 +479,12 @@ impl<H: Handler> Reactor<H> {
                 conn.set(flag::OPENED);
             }
             Ok(Upgrade::Reject(status)) => {
+                // Only an error status refuses; anything else is the handler's bug.
+                let status = if (300..=599).contains(&status) {
+                    status
+                } else {
+                    500
+                };
                 handshake::write_status(&mut self.output.cork, status);
                 self.reject(key);
                 return 0..0;
@@ -874,6 +882,12 @@ impl<H: Handler> Reactor<H> {
             }
         }
     }
+}
+
+/// Whether `text` can be sent as a header value (no CR, LF or NUL to split the
+/// response).
+fn is_header_text(text: &str) -> bool {
+    !text.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
 }
 
 /// One read, retrying on EINTR.

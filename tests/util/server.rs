@@ -129,3 +129,61 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Reads until the server closes the connection and returns the bytes that came
+/// before the end. A reset counts as a close too; a read that times out panics,
+/// since it means the server kept the connection open.
+pub fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!(
+                    "the server kept the connection open (read timed out after {} bytes)",
+                    all.len()
+                )
+            }
+            Err(_) => return all, // reset by the server
+        }
+    }
+}
+
+/// Sends `text` on `ws` and asserts that the server echoes it back.
+pub fn assert_echo(ws: &mut Client, text: &str) {
+    ws.send(tungstenite::Message::text(text)).expect("send");
+    assert_eq!(
+        ws.read().expect("read the echo"),
+        tungstenite::Message::text(text),
+        "echo of {text:?}"
+    );
+}
+
+/// Waits until the server's counters satisfy `f` and returns them; panics with the
+/// last counters seen after `timeout`.
+pub fn wait_for_stats(
+    server: &ServerHandle,
+    timeout: Duration,
+    f: impl Fn(&wsreactor::Stats) -> bool,
+) -> wsreactor::Stats {
+    let start = Instant::now();
+    loop {
+        let stats = server.stats();
+        if f(&stats) {
+            return stats;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "counters not as expected within {timeout:?}: {stats:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

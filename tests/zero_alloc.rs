@@ -1,5 +1,6 @@
-//! The hot paths allocate nothing: decoding a message that arrives whole, in either
-//! role, including the replies written into a buffer with room for them.
+//! The hot paths allocate nothing: parsing an upgrade request and writing the 101 (or
+//! a refusal), decoding a message that arrives whole, in either role, and writing
+//! messages and replies into a buffer with room for them.
 
 #[path = "util/counting_alloc.rs"]
 mod counting_alloc;
@@ -8,6 +9,9 @@ mod util;
 use counting_alloc::{Counting, allocations_in};
 use util::client_frame;
 use wsreactor::proto::frame::OpCode;
+use wsreactor::proto::handshake::{
+    self, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, EMPTY_HEADER,
+};
 use wsreactor::proto::{Connection, Decoded, Event, Limits, Message};
 
 #[global_allocator]
@@ -73,4 +77,54 @@ fn writing_messages_into_a_buffer_with_room_allocates_nothing() {
         assert_eq!(n, 0);
         assert!(out.len() > 1000);
     }
+}
+
+const BROWSER_REQUEST: &[u8] = b"GET /socket?room=lobby HTTP/1.1\r\n\
+Host: chat.example.com\r\n\
+Connection: Upgrade\r\n\
+Pragma: no-cache\r\n\
+Cache-Control: no-cache\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36\r\n\
+Upgrade: websocket\r\n\
+Origin: https://chat.example.com\r\n\
+Sec-WebSocket-Version: 13\r\n\
+Accept-Encoding: gzip, deflate, br\r\n\
+Accept-Language: en-US,en;q=0.9\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Protocol: chat, superchat\r\n\
+Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+
+#[test]
+fn parse_request_and_write_accept_allocate_nothing() {
+    let mut out = Vec::with_capacity(512);
+    let (count, ()) = allocations_in(|| {
+        let mut headers = [EMPTY_HEADER; DEFAULT_MAX_HEADERS];
+        let parsed =
+            handshake::parse_request(BROWSER_REQUEST, &mut headers, DEFAULT_MAX_HEADER_BYTES);
+        let Ok(Some((req, consumed))) = parsed else {
+            panic!("the request is valid");
+        };
+        assert_eq!(consumed, BROWSER_REQUEST.len());
+        let protocol = req.subprotocols().find(|p| *p == "superchat");
+        let deflate = req
+            .extensions()
+            .any(|offer| offer.name() == "permessage-deflate");
+        assert!(deflate);
+        handshake::write_accept(&mut out, req.key().as_bytes(), protocol, None);
+        std::hint::black_box(&out);
+    });
+    assert_eq!(count, 0, "the handshake path allocated");
+    assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+
+    // The refusal paths are allocation-free as well.
+    let (count, ()) = allocations_in(|| {
+        out.clear();
+        let mut headers = [EMPTY_HEADER; 4];
+        if let Err(e) = handshake::parse_request(BROWSER_REQUEST, &mut headers, 8192) {
+            handshake::write_error(&mut out, &e);
+        }
+        handshake::write_status(&mut out, 403);
+    });
+    assert_eq!(count, 0, "the refusal path allocated");
+    assert!(out.starts_with(b"HTTP/1.1 431 "));
 }

@@ -11,7 +11,7 @@ thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Counts `alloc` and `realloc` calls per thread, then defers to the system allocator.
+/// Counts `alloc`, `alloc_zeroed` and `realloc` calls per thread, then defers to the system allocator.
 pub struct Counting;
 
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged,
@@ -22,6 +22,12 @@ unsafe impl GlobalAlloc for Counting {
         ALLOCATIONS.with(|c| c.set(c.get() + 1));
         // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
         unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
+        unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {

@@ -5,35 +5,16 @@
 mod server;
 
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use server::{Client, connect, start, test_config, wait_until};
+use server::{Client, Register, connect, start, test_config, wait_until};
 use tungstenite::Message as T;
-use wsreactor::{ConnId, Handler, Message, Socket};
+use wsreactor::{ConnId, Message};
 
 /// Reports each connection's id as it opens.
-#[derive(Clone)]
-struct Register {
-    ids: Arc<Mutex<mpsc::Sender<ConnId>>>,
-}
-
-impl Handler for Register {
-    type Session = ();
-    fn on_open(&mut self, ws: &mut Socket<'_, ()>) {
-        let _ = self.ids.lock().unwrap().send(ws.id());
-    }
-}
-
 fn setup() -> (wsreactor::ServerHandle, mpsc::Receiver<ConnId>) {
-    let (tx, rx) = mpsc::channel();
-    let server = start(
-        test_config(),
-        Register {
-            ids: Arc::new(Mutex::new(tx)),
-        },
-    );
-    (server, rx)
+    let (register, ids) = Register::new();
+    (start(test_config(), register), ids)
 }
 
 fn open(server: &wsreactor::ServerHandle, ids: &mpsc::Receiver<ConnId>) -> (Client, ConnId) {

@@ -4,21 +4,10 @@
 #[path = "util/server.rs"]
 mod server;
 
-use server::{connect, start, test_config};
+use server::{Echo, connect, start, test_config};
 use tungstenite::Message as T;
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
-use wsreactor::{Handler, Message, Socket};
-
-#[derive(Clone)]
-struct Echo;
-
-impl Handler for Echo {
-    type Session = ();
-    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
-        ws.send(message);
-    }
-}
 
 #[test]
 fn text_and_binary_of_every_size_come_back_exactly() {

@@ -11,21 +11,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use server::{
-    UPGRADE, assert_echo, raw, read_head, read_until_closed, start, test_config, wait_for_stats,
+    Echo, UPGRADE, assert_echo, raw, read_head, read_until_closed, start, test_config,
+    wait_for_stats,
 };
 use tungstenite::client::IntoClientRequest;
 use wsreactor::{Handler, HttpRequest, HttpResponse, Message, Request, Socket, Upgrade};
-
-/// An echo server with no plain-HTTP hook: every plain request gets 426.
-#[derive(Clone)]
-struct Echo;
-
-impl Handler for Echo {
-    type Session = ();
-    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
-        ws.send(message);
-    }
-}
 
 /// A response head: the status and the headers (names lowercased).
 struct Head {

@@ -6,19 +6,9 @@ mod server;
 
 use std::time::Duration;
 
-use server::{connect, start, test_config, wait_until};
+use server::{Echo, connect, start, test_config, wait_until};
 use tungstenite::Message as T;
-use wsreactor::{Handler, Message, Socket};
-
-#[derive(Clone)]
-struct Echo;
-
-impl Handler for Echo {
-    type Session = ();
-    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
-        ws.send(message);
-    }
-}
+use wsreactor::Message;
 
 const THREADS: usize = 8;
 const PER_THREAD: usize = 250;

@@ -11,25 +11,15 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use server::{
-    Client, assert_echo, connect, raw_ws, read_close_code, read_frame, read_until_closed, start,
-    test_config, wait_for_stats,
+    Client, Echo, assert_echo, connect, raw_ws, read_close_code, read_frame, read_until_closed,
+    start, test_config, wait_for_stats,
 };
 use util::{client_frame, frame};
 use wsreactor::proto::frame::{FrameHeader, OpCode};
-use wsreactor::{Config, Handler, Message, ServerHandle, Socket};
+use wsreactor::{Config, ServerHandle};
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 const LIMIT: usize = 1024;
-
-#[derive(Clone)]
-struct Echo;
-
-impl Handler for Echo {
-    type Session = ();
-    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
-        ws.send(message);
-    }
-}
 
 /// A server with one well-behaved client, which must be echoed before and after
 /// every misbehaving connection.

@@ -4,25 +4,11 @@
 #[path = "util/server.rs"]
 mod server;
 
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use server::{connect, start, test_config};
+use server::{Register, connect, start, test_config};
 use tungstenite::Message as T;
-use wsreactor::{ConnId, Handler, Message, Socket};
-
-#[derive(Clone)]
-struct Register {
-    ids: Arc<Mutex<mpsc::Sender<ConnId>>>,
-}
-
-impl Handler for Register {
-    type Session = ();
-    fn on_open(&mut self, ws: &mut Socket<'_, ()>) {
-        let _ = self.ids.lock().unwrap().send(ws.id());
-    }
-}
+use wsreactor::Message;
 
 const CLIENTS: usize = 5;
 const MESSAGES: u32 = 300;
@@ -30,14 +16,9 @@ const SIZE: usize = 8 * 1024;
 
 #[test]
 fn shutdown_delivers_everything_queued_then_1001_to_every_client() {
-    let (tx, ids) = mpsc::channel();
+    let (register, ids) = Register::new();
     let config = test_config().with_backpressure(8 << 20, wsreactor::BackpressurePolicy::Drop);
-    let server = start(
-        config,
-        Register {
-            ids: Arc::new(Mutex::new(tx)),
-        },
-    );
+    let server = start(config, register);
     let addr = server.local_addr();
     let mut clients = Vec::new();
     let mut conn_ids = Vec::new();

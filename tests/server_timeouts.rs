@@ -9,12 +9,11 @@ use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
 use server::{
-    UPGRADE, assert_echo, connect, raw, raw_ws, read_frame, read_until_closed, start, test_config,
-    wait_for_stats,
+    Echo, UPGRADE, assert_echo, connect, raw, raw_ws, read_frame, read_until_closed, start,
+    test_config, wait_for_stats,
 };
 use tungstenite::Message as T;
 use tungstenite::stream::MaybeTlsStream;
-use wsreactor::{Handler, Message, Socket};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(200);
 const IDLE_TIMEOUT: Duration = Duration::from_millis(300);
@@ -23,16 +22,6 @@ const IDLE_TIMEOUT: Duration = Duration::from_millis(300);
 const EARLY: Duration = Duration::from_millis(40);
 /// Generous, for a loaded machine: the wheel itself fires within a tick.
 const LATE: Duration = Duration::from_secs(2);
-
-#[derive(Clone)]
-struct Echo;
-
-impl Handler for Echo {
-    type Session = ();
-    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
-        ws.send(message);
-    }
-}
 
 #[test]
 fn half_an_upgrade_request_is_dropped_at_the_handshake_timeout() {

@@ -6,7 +6,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use wsreactor::{Config, Handler, Server, ServerHandle};
+use std::sync::{Arc, Mutex, mpsc};
+
+use wsreactor::{Config, ConnId, Handler, Message, Server, ServerHandle, Socket};
 
 /// A configuration for tests: one reactor, timeouts short enough to test quickly.
 pub fn test_config() -> Config {
@@ -185,5 +187,42 @@ pub fn wait_for_stats(
             "counters not as expected within {timeout:?}: {stats:?}"
         );
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Echoes every message as received.
+#[derive(Clone)]
+pub struct Echo;
+
+impl Handler for Echo {
+    type Session = ();
+    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
+        ws.send(message);
+    }
+}
+
+/// Reports each connection's id as it opens.
+#[derive(Clone)]
+pub struct Register {
+    ids: Arc<Mutex<mpsc::Sender<ConnId>>>,
+}
+
+impl Register {
+    /// The handler, and the receiving end of the ids it reports.
+    pub fn new() -> (Register, mpsc::Receiver<ConnId>) {
+        let (tx, rx) = mpsc::channel();
+        (
+            Register {
+                ids: Arc::new(Mutex::new(tx)),
+            },
+            rx,
+        )
+    }
+}
+
+impl Handler for Register {
+    type Session = ();
+    fn on_open(&mut self, ws: &mut Socket<'_, ()>) {
+        let _ = self.ids.lock().unwrap().send(ws.id());
     }
 }

@@ -1,0 +1,328 @@
+//! The read path: reading, the handshake, frames to events, events to callbacks.
+
+use std::io;
+use std::ops::Range;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use super::conn::{NONE, Phase, flag};
+use super::{Input, Reactor, STACK_HEADERS, is_header_text, read};
+use crate::handler::{ConnId, Handler, Socket, Upgrade};
+use crate::proto::handshake::{self, HandshakeError, Request};
+use crate::proto::{CloseCode, CloseState, Decoded, Event};
+
+impl<H: Handler> Reactor<H> {
+    // ---- reading ----------------------------------------------------------------
+
+    pub(super) fn readable(&mut self, key: usize) {
+        let mut budget = self.config.read_budget;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            // Every read lands in the scratch buffer; a connection holding a
+            // partial message gets the new bytes appended to its own buffer.
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let result = read(&mut conn.stream, &mut scratch);
+            let asked = scratch.len();
+            let n = *result.as_ref().unwrap_or(&0);
+            let input = if conn.input == NONE {
+                Input::Scratch(scratch, n)
+            } else {
+                let mut held = std::mem::take(&mut self.inputs[conn.input as usize]);
+                held.append(&scratch[..n]);
+                self.scratch = scratch;
+                Input::Held(held)
+            };
+            match result {
+                Ok(0) => {
+                    self.restore(key, input, None);
+                    self.peer_gone(key);
+                    return;
+                }
+                Ok(n) => {
+                    self.process(key, input);
+                    if self.conns.get(key).is_none() {
+                        return;
+                    }
+                    budget = budget.saturating_sub(n);
+                    if n < asked {
+                        break; // the socket is drained: the next byte raises a new edge
+                    }
+                    if budget == 0 {
+                        self.deferred.push(key);
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.restore(key, input, None);
+                    break;
+                }
+                Err(_) => {
+                    self.restore(key, input, None);
+                    self.peer_gone(key);
+                    return;
+                }
+            }
+        }
+        self.finish_turn(key);
+    }
+
+    /// Puts the input buffer back: the scratch buffer to the reactor, a held buffer
+    /// to its connection (keeping `keep`, or all its bytes when `keep` is `None`) or
+    /// to the pool when nothing is kept.
+    pub(super) fn restore(&mut self, key: usize, input: Input, keep: Option<Range<usize>>) {
+        match input {
+            Input::Scratch(scratch, _) => {
+                if let Some(keep) = keep.filter(|k| !k.is_empty())
+                    && let Some(conn) = self.conns.get_mut(key)
+                {
+                    let held = self.pool.take_with(&scratch[keep]);
+                    conn.input = self.inputs.insert(held) as u32;
+                }
+                self.scratch = scratch;
+            }
+            Input::Held(mut held) => {
+                if let Some(keep) = keep {
+                    held.keep(keep);
+                }
+                let slot = self.conns.get(key).map_or(NONE, |c| c.input);
+                if held.is_empty() || slot == NONE {
+                    if slot != NONE {
+                        self.inputs.try_remove(slot as usize);
+                        if let Some(conn) = self.conns.get_mut(key) {
+                            conn.input = NONE;
+                        }
+                    }
+                    self.pool.give(held);
+                } else {
+                    self.inputs[slot as usize] = held;
+                }
+            }
+        }
+    }
+
+    /// Handles the bytes of one read.
+    pub(super) fn process(&mut self, key: usize, mut input: Input) {
+        let phase = match self.conns.get(key) {
+            Some(conn) => conn.phase,
+            None => return,
+        };
+        let bytes: &mut [u8] = match &mut input {
+            Input::Scratch(scratch, n) => &mut scratch[..*n],
+            Input::Held(held) => held.input_mut(),
+        };
+        let keep = match phase {
+            Phase::Handshake => self.handshake(key, bytes),
+            Phase::Open | Phase::Closing => {
+                self.touch(key);
+                self.frames(key, bytes)
+            }
+            Phase::Draining => 0..0,
+        };
+        self.restore(key, input, Some(keep));
+    }
+
+    /// Any input counts as life: push the idle deadline back (a store, no wheel
+    /// operation) and forget an unanswered idle ping.
+    pub(super) fn touch(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key)
+            && conn.phase == Phase::Open
+        {
+            conn.clear(flag::PINGED);
+            if let Some(idle) = self.config.idle_timeout {
+                conn.deadline = self.wheel.deadline(idle);
+            }
+        }
+    }
+
+    /// Reads the upgrade request. Returns the bytes to keep.
+    pub(super) fn handshake(&mut self, key: usize, bytes: &mut [u8]) -> Range<usize> {
+        let max_headers = self.config.max_headers;
+        let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        let mut on_heap = Vec::new();
+        let headers: &mut [httparse::Header<'_>] = if max_headers <= STACK_HEADERS {
+            &mut on_stack[..max_headers]
+        } else {
+            on_heap.resize(max_headers, httparse::EMPTY_HEADER);
+            &mut on_heap
+        };
+        let parsed = handshake::parse_http_request(bytes, headers, self.config.max_header_bytes);
+        let (http, consumed) = match parsed {
+            Ok(None) => return 0..bytes.len(),
+            Ok(Some(parsed)) => parsed,
+            Err(error) => {
+                handshake::write_error(&mut self.output.cork, &error);
+                self.reject(key);
+                return 0..0;
+            }
+        };
+        let request = match Request::from_http(http) {
+            Ok(request) => request,
+            Err(HandshakeError::NotUpgrade) => {
+                let handler = &mut self.handler;
+                let response = catch_unwind(AssertUnwindSafe(|| handler.on_http(&http)));
+                let cork = &mut self.output.cork;
+                match response {
+                    Ok(Some(r))
+                        if (200..=599).contains(&r.status) && is_header_text(r.content_type) =>
+                    {
+                        handshake::write_http_response(cork, r.status, r.content_type, &r.body);
+                        // Served, not refused: only drain.
+                        self.drain(key);
+                        return 0..0;
+                    }
+                    // A response HTTP cannot carry is the handler's bug: answer 500.
+                    Ok(Some(_)) | Err(_) => handshake::write_status(cork, 500),
+                    Ok(None) => handshake::write_error(cork, &HandshakeError::NotUpgrade),
+                }
+                self.reject(key);
+                return 0..0;
+            }
+            Err(error) => {
+                handshake::write_error(&mut self.output.cork, &error);
+                self.reject(key);
+                return 0..0;
+            }
+        };
+        let handler = &mut self.handler;
+        match catch_unwind(AssertUnwindSafe(|| handler.on_upgrade(&request))) {
+            Ok(Upgrade::Accept { session, protocol }) => {
+                // Only a subprotocol the client offered may be confirmed.
+                let protocol = protocol.filter(|p| request.subprotocols().any(|o| o == *p));
+                handshake::write_accept(
+                    &mut self.output.cork,
+                    request.key().as_bytes(),
+                    protocol,
+                    None,
+                );
+                let Some(conn) = self.conns.get_mut(key) else {
+                    return 0..0;
+                };
+                conn.session = Some(session);
+                conn.phase = Phase::Open;
+                conn.set(flag::OPENED);
+            }
+            Ok(Upgrade::Reject(status)) => {
+                // Only an error status refuses; anything else is the handler's bug.
+                let status = if (300..=599).contains(&status) {
+                    status
+                } else {
+                    500
+                };
+                handshake::write_status(&mut self.output.cork, status);
+                self.reject(key);
+                return 0..0;
+            }
+            Err(_) => {
+                handshake::write_status(&mut self.output.cork, 500);
+                self.reject(key);
+                return 0..0;
+            }
+        }
+        match self.config.idle_timeout {
+            Some(idle) => self.set_deadline(key, idle),
+            None => self.clear_deadline(key),
+        }
+        self.callback(key, |h, ws| h.on_open(ws));
+        // Frames sent right behind the request are in this read already.
+        let rest = self.frames(key, &mut bytes[consumed..]);
+        rest.start + consumed..rest.end + consumed
+    }
+
+    /// Answers a refused handshake: the response is corked; flush it and drain.
+    pub(super) fn reject(&mut self, key: usize) {
+        self.output.stats.rejected += 1;
+        self.drain(key);
+    }
+
+    /// Hands frames to proto and events to the handler. Returns the bytes to keep.
+    pub(super) fn frames(&mut self, key: usize, bytes: &mut [u8]) -> Range<usize> {
+        let limits = self.config.limits;
+        let mut pos = 0;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return 0..0;
+            };
+            if conn.phase == Phase::Draining {
+                return 0..0;
+            }
+            let decoded = conn
+                .proto
+                .decode(&mut bytes[pos..], &mut self.output.cork, &limits);
+            let (consumed, event) = match decoded {
+                Decoded::NeedMore { keep } => return pos + keep.start..pos + keep.end,
+                Decoded::Event { consumed, event } => (consumed, event),
+            };
+            match event {
+                Event::Message(message) => {
+                    self.output.stats.messages_in += 1;
+                    self.output.stats.bytes_in += message.len() as u64;
+                    self.callback(key, |h, ws| h.on_message(ws, message));
+                }
+                Event::Ping(payload) => self.callback(key, |h, ws| h.on_ping(ws, payload)),
+                Event::Pong(payload) => self.callback(key, |h, ws| h.on_pong(ws, payload)),
+                Event::Close(frame) => {
+                    let (code, reason) =
+                        frame.map_or((CloseCode::NO_STATUS, ""), |f| (f.code, f.reason));
+                    self.report_close(key, code, reason);
+                    self.drain(key);
+                    return 0..0;
+                }
+                Event::Error(error) => {
+                    self.report_close(key, error.code, error.reason);
+                    self.drain(key);
+                    return 0..0;
+                }
+            }
+            pos += consumed;
+            self.after_callback(key);
+        }
+    }
+
+    /// Calls the handler with a socket for connection `key`. A panic closes the
+    /// connection with 1011.
+    pub(super) fn callback(
+        &mut self,
+        key: usize,
+        f: impl FnOnce(&mut H, &mut Socket<'_, H::Session>),
+    ) {
+        let index = self.index;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.session.is_none() {
+            return;
+        }
+        let id = ConnId {
+            reactor: index,
+            slot: key as u32,
+            generation: conn.generation,
+        };
+        let handler = &mut self.handler;
+        let mut socket = Socket {
+            conn,
+            output: &mut self.output,
+            id,
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| f(handler, &mut socket)));
+        if outcome.is_err()
+            && let Some(conn) = self.conns.get_mut(key)
+        {
+            self.output
+                .close(conn, CloseCode::INTERNAL_ERROR, "internal error");
+        }
+        self.after_callback(key);
+    }
+
+    /// Notices a close the handler (or the backpressure policy) started.
+    pub(super) fn after_callback(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase == Phase::Open && conn.proto.close_state() == CloseState::SentClose {
+            conn.phase = Phase::Closing;
+            let timeout = self.config.close_timeout;
+            self.set_deadline(key, timeout);
+        }
+    }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: the README's test command, and what .ci/run runs after
+# formatting and lints. Needs only the Rust toolchain, Python 3 and the package
+# registries (the Autobahn TestSuite installs itself into .cache/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo test"
+cargo test --workspace --locked
+
+echo "== Autobahn TestSuite, server and client"
+bash tests/autobahn/run.sh

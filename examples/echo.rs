@@ -9,6 +9,7 @@
 //! ready, echoes text and binary messages exactly as received, and shuts down
 //! gracefully on SIGINT or SIGTERM.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -64,9 +65,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     handle.shutdown(Duration::from_secs(5))?;
     let stats = handle.stats();
-    println!(
+    // stdout may be a pipe its reader has closed: the summary is not worth a panic.
+    let _ = writeln!(
+        std::io::stdout(),
         "stopped: {} connections, {} messages in, {} out",
-        stats.accepted, stats.messages_in, stats.messages_out
+        stats.accepted,
+        stats.messages_in,
+        stats.messages_out
     );
     Ok(())
 }

@@ -1,0 +1,226 @@
+//! One client connection: connect, upgrade, then frames through wsreactor's sans-IO
+//! client role (or raw bytes, for the TCP ceiling).
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use wsreactor::proto::handshake::{self, EMPTY_HEADER};
+use wsreactor::proto::{Connection, Decoded, Event, Limits, Message};
+
+/// Where a client connection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Connecting,
+    Handshaking,
+    Open,
+    Closed,
+}
+
+/// Why a connection failed, for the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    Connect,
+    Handshake,
+    Reset,
+    Closed,
+    Protocol,
+}
+
+/// What the caller should do after feeding a client its input.
+pub enum Received<'a> {
+    /// A complete message.
+    Message(Message<'a>),
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    pub phase: Phase,
+    proto: Connection,
+    key: [u8; 24],
+    /// Bytes received and not yet consumed (a partial frame or response).
+    input: Vec<u8>,
+    /// Bytes the kernel has not taken yet.
+    output: Vec<u8>,
+    /// Send (or scheduled) times of the messages in flight, oldest first.
+    pub inflight: VecDeque<Instant>,
+    pub started: Instant,
+    /// Raw mode: bytes of the current echo received so far.
+    pub raw_pending: usize,
+}
+
+impl Client {
+    pub fn new(stream: TcpStream, seed: u64, now: Instant) -> Client {
+        let nonce = (u128::from(seed) * 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835).to_le_bytes();
+        Client {
+            stream,
+            phase: Phase::Connecting,
+            proto: Connection::client(seed),
+            key: handshake::encode_key(nonce),
+            input: Vec::new(),
+            output: Vec::new(),
+            inflight: VecDeque::new(),
+            started: now,
+            raw_pending: 0,
+        }
+    }
+
+    /// The connect finished (the socket became writable): check it, and send the
+    /// upgrade request (or, raw, be open at once).
+    pub fn connected(&mut self, host: &str, path: &str, raw: bool) -> Result<(), Failure> {
+        match self.stream.take_error() {
+            Ok(None) => {}
+            _ => return Err(Failure::Connect),
+        }
+        if self.stream.peer_addr().is_err() {
+            return Err(Failure::Connect);
+        }
+        if raw {
+            self.phase = Phase::Open;
+            return Ok(());
+        }
+        handshake::write_request(&mut self.output, host, path, &self.key, &[], &[]);
+        self.phase = Phase::Handshaking;
+        self.flush().map_err(|_| Failure::Reset)
+    }
+
+    /// Writes `bytes`, queueing what the kernel does not take.
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if !self.output.is_empty() {
+            self.output.extend_from_slice(bytes);
+            return Ok(());
+        }
+        let written = match self.stream.write(bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        self.output.extend_from_slice(&bytes[written..]);
+        Ok(())
+    }
+
+    /// Writes a message through the client role (masked with a fresh key).
+    pub fn send_message(&mut self, message: Message<'_>) -> io::Result<()> {
+        let mut frame = Vec::with_capacity(message.len() + 14);
+        if self.proto.write_message(&mut frame, message).is_err() {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        self.send(&frame)
+    }
+
+    /// Flushes queued bytes (on a writable event).
+    pub fn flush(&mut self) -> io::Result<()> {
+        while !self.output.is_empty() {
+            match self.stream.write(&self.output) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.output.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what has arrived into `scratch` and hands each message to `on_message`.
+    /// Returns `Ok(true)` while the connection is usable.
+    pub fn receive(
+        &mut self,
+        scratch: &mut [u8],
+        limits: &Limits,
+        raw_payload: Option<usize>,
+        mut on_message: impl FnMut(&mut Client, Received<'_>),
+    ) -> Result<(), Failure> {
+        loop {
+            let n = match self.stream.read(scratch) {
+                Ok(0) => {
+                    return Err(if self.phase == Phase::Handshaking {
+                        Failure::Handshake
+                    } else {
+                        Failure::Closed
+                    });
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Err(Failure::Reset),
+            };
+            if let Some(size) = raw_payload {
+                self.raw_pending += n;
+                while self.raw_pending >= size.max(1) {
+                    self.raw_pending -= size.max(1);
+                    on_message(self, Received::Message(Message::Binary(&[])));
+                }
+            } else {
+                self.input.extend_from_slice(&scratch[..n]);
+                let mut input = std::mem::take(&mut self.input);
+                let result = self.process(&mut input, limits, &mut on_message);
+                self.input = input;
+                result?;
+                if !self.output.is_empty() {
+                    self.flush().map_err(|_| Failure::Reset)?;
+                }
+            }
+            if n < scratch.len() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Handles the input: the upgrade response, then frames.
+    fn process(
+        &mut self,
+        input: &mut Vec<u8>,
+        limits: &Limits,
+        on_message: &mut impl FnMut(&mut Client, Received<'_>),
+    ) -> Result<(), Failure> {
+        let mut pos = 0;
+        if self.phase == Phase::Handshaking {
+            let mut headers = [EMPTY_HEADER; 32];
+            match handshake::parse_response(input, &mut headers, &self.key, &[]) {
+                Ok(None) => return Ok(()),
+                Ok(Some((_, consumed))) => {
+                    pos = consumed;
+                    self.phase = Phase::Open;
+                }
+                Err(_) => return Err(Failure::Handshake),
+            }
+        }
+        loop {
+            match self
+                .proto
+                .decode(&mut input[pos..], &mut self.output, limits)
+            {
+                Decoded::NeedMore { keep } => {
+                    let (start, end) = (pos + keep.start, pos + keep.end);
+                    input.copy_within(start..end, 0);
+                    input.truncate(end - start);
+                    return Ok(());
+                }
+                Decoded::Event { consumed, event } => {
+                    match event {
+                        Event::Message(message) => {
+                            // The message borrows `input`, not `self`.
+                            on_message(self, Received::Message(message));
+                        }
+                        Event::Ping(_) | Event::Pong(_) => {}
+                        Event::Close(_) => {
+                            self.phase = Phase::Closed;
+                            let _ = self.flush();
+                            return Err(Failure::Closed);
+                        }
+                        Event::Error(_) => {
+                            self.phase = Phase::Closed;
+                            let _ = self.flush();
+                            return Err(Failure::Protocol);
+                        }
+                    }
+                    pos += consumed;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! wsload: a load-test harness for WebSocket servers, on wsreactor's client role.
+//!
+//! `wsload` alone (or `wsload demo`) builds and starts the echo example, runs a short
+//! echo and idle scenario against it, prints the report and stops the server.
+//! Every run targets 127.0.0.0/8 only, is bounded in connections and time, and
+//! stops by itself.
+
+mod client;
+mod net;
+mod report;
+mod run;
+mod server;
+mod worker;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use run::Spec;
+use worker::Scenario;
+
+/// The most connections one wsload process opens: the open-files limit here is
+/// 20,000 per process.
+const MAX_CONNECTIONS: usize = 19_500;
+
+#[derive(Parser)]
+#[command(
+    name = "wsload",
+    version,
+    about = "Load tests for WebSocket servers (loopback only)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Closed loop: every echo sends the next message.
+    Echo(EchoArgs),
+    /// Open loop at a fixed total rate; latency from each message's scheduled time.
+    Rate(RateArgs),
+    /// Open connections, hold them, and report the server's memory per connection.
+    Idle(IdleArgs),
+    /// Handshakes per second at a fixed concurrency.
+    Connect(ConnectArgs),
+    /// Receivers on a chat server and one sender: fan-out latency and deliveries.
+    Broadcast(BroadcastArgs),
+    /// Start the echo example and run a short echo and idle scenario against it.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// The server: ws://HOST:PORT/PATH on 127.0.0.0/8 (tcp://HOST:PORT with --raw).
+    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
+    url: String,
+    /// Load-generating threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// The server's process id: samples its CPU and memory over the measured window.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Source addresses to spread connections over (127.0.0.1..=127.0.0.N; 0: one
+    /// per 10,000 connections).
+    #[arg(long, default_value_t = 0)]
+    sources: usize,
+    /// Write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write an SVG plot (throughput over time, latency percentiles).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// Exit non-zero if any error was counted (for CI).
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Args, Clone)]
+struct Timing {
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+}
+
+#[derive(Args, Clone)]
+struct EchoArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    timing: Timing,
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 32)]
+    payload: usize,
+    /// Text messages (default: binary).
+    #[arg(long, conflicts_with = "binary")]
+    text: bool,
+    /// Binary messages (the default).
+    #[arg(long)]
+    binary: bool,
+    /// Messages in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Plain TCP, no WebSocket (for the raw echo ceiling).
+    #[arg(long)]
+    raw: bool,
+}
+
+#[derive(Args, Clone)]
+struct RateArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    timing: Timing,
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    #[arg(long, default_value_t = 32)]
+    payload: usize,
+    #[arg(long)]
+    text: bool,
+    /// Total messages per second over all connections.
+    #[arg(long, default_value_t = 10_000.0)]
+    rate: f64,
+}
+
+#[derive(Args, Clone)]
+struct IdleArgs {
+    #[command(flatten)]
+    common: Common,
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Seconds to hold the connections after measuring.
+    #[arg(long, default_value_t = 2.0)]
+    duration: f64,
+}
+
+#[derive(Args, Clone)]
+struct ConnectArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    timing: Timing,
+    /// Handshakes in progress at once.
+    #[arg(long, default_value_t = 50)]
+    concurrency: usize,
+}
+
+#[derive(Args, Clone)]
+struct BroadcastArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    timing: Timing,
+    /// Receiving connections (the sender is one more).
+    #[arg(long, default_value_t = 100)]
+    receivers: usize,
+    /// Messages per second from the sender.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+}
+
+#[derive(Args, Clone)]
+struct DemoArgs {
+    /// Connections for the echo scenario.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Connections for the idle scenario.
+    #[arg(long, default_value_t = 5000)]
+    idle_connections: usize,
+    /// Measured seconds of echo.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Reactor threads of the echo server.
+    #[arg(long, default_value_t = 1)]
+    server_threads: usize,
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Demo(DemoArgs {
+        connections: 100,
+        idle_connections: 5000,
+        duration: 5.0,
+        server_threads: 1,
+        quiet: false,
+    }));
+    match dispatch(command) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("wsload: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn seconds(s: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s).map_err(|_| format!("{s}: not a duration in seconds"))
+}
+
+fn spec(common: &Common, scenario: Scenario) -> Spec {
+    Spec {
+        scenario,
+        url: common.url.clone(),
+        threads: common.threads,
+        connections: 0,
+        payload: 0,
+        text: false,
+        pipeline: 1,
+        rate: 0.0,
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(2),
+        raw: false,
+        sources: common.sources,
+        server_pid: common.server_pid,
+        quiet: common.quiet,
+    }
+}
+
+/// Runs a command; `Ok(false)` when `--strict` saw errors.
+fn dispatch(command: Command) -> Result<bool, String> {
+    let (common, spec) = match command {
+        Command::Demo(args) => return demo(&args),
+        Command::Echo(a) => {
+            let mut s = spec(&a.common, Scenario::Echo);
+            s.connections = a.connections;
+            s.payload = a.payload;
+            s.text = a.text && !a.binary;
+            s.pipeline = a.pipeline.max(1);
+            s.raw = a.raw;
+            s.duration = seconds(a.timing.duration)?;
+            s.warmup = seconds(a.timing.warmup)?;
+            (a.common, s)
+        }
+        Command::Rate(a) => {
+            let mut s = spec(&a.common, Scenario::Rate);
+            s.connections = a.connections;
+            s.payload = a.payload;
+            s.text = a.text;
+            s.rate = a.rate;
+            s.duration = seconds(a.timing.duration)?;
+            s.warmup = seconds(a.timing.warmup)?;
+            (a.common, s)
+        }
+        Command::Idle(a) => {
+            let mut s = spec(&a.common, Scenario::Idle);
+            s.connections = a.connections;
+            s.duration = seconds(a.duration)?;
+            s.warmup = Duration::ZERO;
+            (a.common, s)
+        }
+        Command::Connect(a) => {
+            let mut s = spec(&a.common, Scenario::Connect);
+            s.connections = a.concurrency.max(1);
+            s.duration = seconds(a.timing.duration)?;
+            s.warmup = seconds(a.timing.warmup)?;
+            (a.common, s)
+        }
+        Command::Broadcast(a) => {
+            let mut s = spec(&a.common, Scenario::Broadcast);
+            s.connections = a.receivers + 1;
+            s.payload = a.payload.max(8);
+            s.rate = a.rate;
+            s.duration = seconds(a.timing.duration)?;
+            s.warmup = seconds(a.timing.warmup)?;
+            (a.common, s)
+        }
+    };
+    if spec.connections > MAX_CONNECTIONS {
+        return Err(format!(
+            "{} connections: at most {MAX_CONNECTIONS} per process (the open-files limit)",
+            spec.connections
+        ));
+    }
+    if spec.duration > Duration::from_secs(3600) {
+        return Err("runs are bounded: at most 3600 s".into());
+    }
+    let report = run::execute(&spec)?;
+    report.print();
+    if let Some(path) = &common.json {
+        report.write_json(path)?;
+    }
+    if let Some(path) = &common.plot {
+        report.write_plot(path)?;
+    }
+    Ok(!common.strict || report.errors.total() == 0)
+}
+
+/// The README's first command: the echo example under a short echo and idle load.
+fn demo(args: &DemoArgs) -> Result<bool, String> {
+    let server = server::EchoServer::start(args.server_threads)?;
+    let url = format!("ws://{}/", server.addr);
+    println!("echo example on {url} (pid {})", server.pid());
+    let common = Common {
+        url,
+        threads: 1,
+        server_pid: Some(server.pid()),
+        sources: 0,
+        json: None,
+        plot: None,
+        quiet: args.quiet,
+        strict: false,
+    };
+    let mut echo = spec(&common, Scenario::Echo);
+    echo.connections = args.connections;
+    echo.payload = 32;
+    echo.duration = seconds(args.duration)?;
+    echo.warmup = Duration::from_secs(1);
+    let echo_report = run::execute(&echo)?;
+    echo_report.print();
+
+    let mut idle = spec(&common, Scenario::Idle);
+    idle.connections = args.idle_connections.min(MAX_CONNECTIONS);
+    idle.duration = Duration::from_secs(1);
+    idle.warmup = Duration::ZERO;
+    let idle_report = run::execute(&idle)?;
+    idle_report.print();
+    server.stop();
+    Ok(echo_report.errors.total() + idle_report.errors.total() == 0)
+}

@@ -1,0 +1,248 @@
+//! The report of a run: a table on the terminal, JSON, and an SVG plot.
+
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::worker::Errors;
+
+/// Latency percentiles, in microseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub mean_us: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    /// (percentile, microseconds) from 0 to 100, for the plot.
+    pub curve: Vec<(f64, f64)>,
+}
+
+impl Latency {
+    pub fn from_histogram(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let us = |ns: u64| ns as f64 / 1000.0;
+        let curve = [
+            0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0,
+        ]
+        .iter()
+        .map(|&p| (p, us(h.value_at_percentile(p))))
+        .collect();
+        Latency {
+            count: h.len(),
+            mean_us: h.mean() / 1000.0,
+            p50_us: us(h.value_at_percentile(50.0)),
+            p90_us: us(h.value_at_percentile(90.0)),
+            p99_us: us(h.value_at_percentile(99.0)),
+            p999_us: us(h.value_at_percentile(99.9)),
+            max_us: us(h.max()),
+            curve,
+        }
+    }
+}
+
+/// The server's side of the run, from /proc.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerUsage {
+    pub pid: u32,
+    /// CPU over the measured window, 100 = one core.
+    pub cpu_percent: f64,
+    pub cpu_us_per_message: f64,
+    pub rss_before_bytes: u64,
+    pub rss_loaded_bytes: u64,
+    /// (RSS with the connections open − RSS before them) / connections.
+    pub rss_per_connection_bytes: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub target: String,
+    pub machine: String,
+    pub threads: usize,
+    pub connections: usize,
+    pub connections_open: u64,
+    pub ramp_seconds: f64,
+    pub payload: usize,
+    pub text: bool,
+    pub raw: bool,
+    pub pipeline: usize,
+    pub rate_target: f64,
+    pub duration_seconds: f64,
+    /// Messages (connect: handshakes; broadcast: deliveries) in the measured window.
+    pub messages: u64,
+    pub messages_per_second: f64,
+    pub sent: u64,
+    pub received: u64,
+    pub latency: Latency,
+    pub errors: Errors,
+    pub server: Option<ServerUsage>,
+    /// Messages per second, second by second.
+    pub timeline: Vec<f64>,
+}
+
+impl Report {
+    /// The unit counted: messages, handshakes or deliveries.
+    fn unit(&self) -> &'static str {
+        match self.scenario.as_str() {
+            "connect" => "handshakes",
+            "broadcast" => "deliveries",
+            _ => "messages",
+        }
+    }
+
+    pub fn print(&self) {
+        let kind = if self.raw {
+            "raw TCP"
+        } else if self.text {
+            "text"
+        } else {
+            "binary"
+        };
+        println!();
+        println!("wsload {} → {}", self.scenario, self.target);
+        println!("  machine       {}", self.machine);
+        println!(
+            "  connections   {} open of {} (ramp {:.1} s), {} thread(s)",
+            self.connections_open, self.connections, self.ramp_seconds, self.threads
+        );
+        if self.scenario != "idle" && self.scenario != "connect" {
+            println!(
+                "  payload       {} B {kind}, pipeline {}",
+                self.payload, self.pipeline
+            );
+        }
+        if self.scenario != "idle" {
+            println!(
+                "  {:<13} {:.0}/s ({} in {:.1} s)",
+                self.unit(),
+                self.messages_per_second,
+                self.messages,
+                self.duration_seconds
+            );
+            let l = &self.latency;
+            println!(
+                "  latency µs    p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+                l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
+            );
+        }
+        let e = &self.errors;
+        println!(
+            "  errors        {} (connect {}, handshake {}, reset {}, closed {}, protocol {}, mismatch {}, lost {})",
+            e.total(),
+            e.connect,
+            e.handshake,
+            e.reset,
+            e.closed,
+            e.protocol,
+            e.mismatch,
+            e.lost
+        );
+        match &self.server {
+            Some(s) => {
+                if self.scenario != "idle" {
+                    println!(
+                        "  server CPU    {:.2} µs per {} ({:.0}% of a core)",
+                        s.cpu_us_per_message,
+                        self.unit().trim_end_matches('s'),
+                        s.cpu_percent
+                    );
+                }
+                println!(
+                    "  server RSS    {:.0} B per connection ({:.1} MiB → {:.1} MiB)",
+                    s.rss_per_connection_bytes,
+                    s.rss_before_bytes as f64 / 1048576.0,
+                    s.rss_loaded_bytes as f64 / 1048576.0
+                );
+            }
+            None => println!("  server        (give --server-pid for CPU per message and RSS)"),
+        }
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<(), String> {
+        let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        std::fs::write(path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Throughput over time (top) and the latency percentile curve (bottom).
+    pub fn write_plot(&self, path: &Path) -> Result<(), String> {
+        let root = SVGBackend::new(path, (900, 700)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (top, bottom) = root.split_vertically(350);
+
+        let max_rate = self.timeline.iter().cloned().fold(1.0, f64::max) * 1.1;
+        let seconds = self.timeline.len().max(1) as f64;
+        let mut chart = ChartBuilder::on(&top)
+            .caption(
+                format!(
+                    "{} per second — {} {}",
+                    self.unit(),
+                    self.scenario,
+                    self.target
+                ),
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..seconds, 0f64..max_rate)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("second")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(LineSeries::new(
+                self.timeline
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &r)| (i as f64 + 1.0, r)),
+                &BLUE,
+            ))
+            .map_err(|e| e.to_string())?;
+
+        // Percentiles on a "nines" axis: 0 → 0, 90 → 1, 99 → 2, 99.9 → 3 ...
+        let nines = |p: f64| {
+            if p >= 100.0 {
+                5.0
+            } else {
+                -(1.0 - p / 100.0).log10()
+            }
+        };
+        let max_us = self.latency.max_us.max(1.0) * 1.1;
+        let mut chart = ChartBuilder::on(&bottom)
+            .caption("latency by percentile (µs)", ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..5.0, 0f64..max_us)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile")
+            .x_label_formatter(&|x| match *x as i32 {
+                0 => "0".into(),
+                1 => "90".into(),
+                2 => "99".into(),
+                3 => "99.9".into(),
+                4 => "99.99".into(),
+                _ => "max".into(),
+            })
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(LineSeries::new(
+                self.latency.curve.iter().map(|&(p, us)| (nines(p), us)),
+                &RED,
+            ))
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())
+    }
+}

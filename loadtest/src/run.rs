@@ -1,0 +1,305 @@
+//! One run: start the workers, move them through the phases, sample the server,
+//! and gather the report.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::report::{Latency, Report, ServerUsage};
+use crate::server;
+use crate::worker::{self, Control, DRAIN, Errors, MEASURE, Plan, STOP, Scenario, WARMUP};
+
+/// Everything a run needs.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub scenario: Scenario,
+    pub url: String,
+    pub threads: usize,
+    pub connections: usize,
+    pub payload: usize,
+    pub text: bool,
+    pub pipeline: usize,
+    pub rate: f64,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub raw: bool,
+    pub sources: usize,
+    pub server_pid: Option<u32>,
+    pub quiet: bool,
+}
+
+/// A ws:// URL's address (resolved, loopback only), host header and path.
+pub fn parse_url(url: &str, raw: bool) -> Result<(SocketAddr, String, String), String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| raw.then(|| url.strip_prefix("tcp://")).flatten())
+        .ok_or_else(|| format!("{url}: only ws:// URLs (tcp:// with --raw)"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("{authority}: {e}"))?
+        .find(|a| a.is_ipv4())
+        .ok_or_else(|| format!("{authority}: no IPv4 address"))?;
+    // Load goes to this machine only.
+    if !addr.ip().is_loopback() {
+        return Err(format!("{addr}: wsload only targets 127.0.0.0/8"));
+    }
+    Ok((addr, authority.to_string(), path.to_string()))
+}
+
+pub fn execute(spec: &Spec) -> Result<Report, String> {
+    let (target, host, path) = parse_url(&spec.url, spec.raw)?;
+    let threads = spec.threads.max(1);
+    let total = spec.connections;
+    // One source address per 10,000 connections (at least one), so no address
+    // comes near its ~28,000 ephemeral ports.
+    let sources = if spec.sources > 0 {
+        spec.sources
+    } else {
+        total.div_ceil(10_000).max(1)
+    };
+    let control = Arc::new(Control::default());
+    let base = Instant::now();
+    let mut handles = Vec::new();
+    let mut first_index = 0;
+    for t in 0..threads {
+        let share = total / threads + usize::from(t < total % threads);
+        let plan = Plan {
+            scenario: spec.scenario,
+            target,
+            host: host.clone(),
+            path: path.clone(),
+            connections: share,
+            first_index,
+            sources,
+            raw: spec.raw,
+            text: spec.text,
+            payload: spec.payload,
+            pipeline: spec.pipeline,
+            rate: spec.rate / threads as f64,
+            sender: t == 0,
+            base,
+        };
+        first_index += share;
+        let control = Arc::clone(&control);
+        let handle = std::thread::Builder::new()
+            .name(format!("wsload-{t}"))
+            .spawn(move || worker::run(plan, control))
+            .map_err(|e| e.to_string())?;
+        handles.push(handle);
+    }
+
+    let before = spec.server_pid.and_then(server::sample);
+    let ramp_started = Instant::now();
+    if spec.scenario != Scenario::Connect {
+        ramp(spec, &control, total);
+    }
+    let ramp_time = ramp_started.elapsed();
+    let opened = control.opened.load(Relaxed);
+
+    // Idle: the memory the open connections cost, once they have settled.
+    let mut idle_rss = None;
+    if spec.scenario == Scenario::Idle {
+        std::thread::sleep(Duration::from_secs(1));
+        idle_rss = spec.server_pid.and_then(server::sample);
+    }
+
+    control.phase.store(WARMUP, Relaxed);
+    wait(spec.warmup, spec.quiet, "warming up");
+    let start_sample = spec.server_pid.and_then(server::sample);
+    let start_count = counted(spec, &control);
+    control.phase.store(MEASURE, Relaxed);
+    let started = Instant::now();
+    let timeline = measure(spec, &control);
+    let elapsed = started.elapsed();
+    let end_count = counted(spec, &control);
+    let end_sample = spec.server_pid.and_then(server::sample);
+    control.phase.store(DRAIN, Relaxed);
+    // Closed loops get time for what is in flight to come back.
+    std::thread::sleep(Duration::from_millis(if spec.scenario == Scenario::Idle {
+        0
+    } else {
+        1500
+    }));
+    control.phase.store(STOP, Relaxed);
+
+    let mut latency = worker::histogram();
+    let mut errors = Errors::default();
+    let (mut sent, mut received) = (0, 0);
+    for handle in handles {
+        let outcome = handle
+            .join()
+            .map_err(|_| "a worker thread panicked".to_string())?
+            .map_err(|e| format!("worker: {e}"))?;
+        latency.add(&outcome.latency).map_err(|e| e.to_string())?;
+        errors.add(&outcome.errors);
+        sent += outcome.sent;
+        received += outcome.received;
+    }
+
+    let measured = end_count.saturating_sub(start_count);
+    let rate = measured as f64 / elapsed.as_secs_f64();
+    let server = spec.server_pid.map(|pid| {
+        let cpu_ns = match (start_sample, end_sample) {
+            (Some(a), Some(b)) => b.cpu_ns.saturating_sub(a.cpu_ns),
+            _ => 0,
+        };
+        let rss_base = before.map_or(0, |s| s.rss_bytes);
+        let rss_loaded = idle_rss.or(end_sample).map_or(0, |s| s.rss_bytes);
+        ServerUsage {
+            pid,
+            cpu_percent: cpu_ns as f64 / elapsed.as_nanos() as f64 * 100.0,
+            cpu_us_per_message: if measured > 0 {
+                cpu_ns as f64 / 1000.0 / measured as f64
+            } else {
+                0.0
+            },
+            rss_before_bytes: rss_base,
+            rss_loaded_bytes: rss_loaded,
+            rss_per_connection_bytes: if opened > 0 {
+                rss_loaded.saturating_sub(rss_base) as f64 / opened as f64
+            } else {
+                0.0
+            },
+        }
+    });
+    Ok(Report {
+        scenario: format!("{:?}", spec.scenario).to_lowercase(),
+        target: spec.url.clone(),
+        machine: server::machine(),
+        threads,
+        connections: total,
+        connections_open: opened,
+        ramp_seconds: ramp_time.as_secs_f64(),
+        payload: spec.payload,
+        text: spec.text,
+        raw: spec.raw,
+        pipeline: spec.pipeline,
+        rate_target: spec.rate,
+        duration_seconds: elapsed.as_secs_f64(),
+        messages: measured,
+        messages_per_second: rate,
+        sent,
+        received,
+        latency: Latency::from_histogram(&latency),
+        errors,
+        server,
+        timeline,
+    })
+}
+
+/// What the run counts: handshakes for connect, messages otherwise.
+fn counted(spec: &Spec, control: &Control) -> u64 {
+    if spec.scenario == Scenario::Connect {
+        control.handshakes.load(Relaxed)
+    } else {
+        control.measured.load(Relaxed)
+    }
+}
+
+fn bar(len: u64, quiet: bool, template: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Waits until every connection is open or failed (or the ramp times out).
+fn ramp(spec: &Spec, control: &Control, total: usize) {
+    let bar = bar(
+        total as u64,
+        spec.quiet,
+        "connecting {bar:40} {pos}/{len} ({per_sec}) {msg}",
+    );
+    // Generous: a slow server still gets its connections, a dead one ends the run.
+    let limit = Duration::from_secs(30) + Duration::from_millis(total as u64);
+    let started = Instant::now();
+    loop {
+        let opened = control.opened.load(Relaxed);
+        let failed = control.failed.load(Relaxed);
+        bar.set_position(opened);
+        if failed > 0 {
+            bar.set_message(format!("{failed} failed"));
+        }
+        if opened + failed >= total as u64 || started.elapsed() > limit {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bar.finish_and_clear();
+}
+
+fn wait(duration: Duration, quiet: bool, what: &str) {
+    if duration.is_zero() {
+        return;
+    }
+    let bar = bar(
+        duration.as_millis() as u64,
+        quiet,
+        "{msg} {bar:40} {elapsed}",
+    );
+    bar.set_message(what.to_string());
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        bar.set_position(started.elapsed().as_millis() as u64);
+        std::thread::sleep(
+            Duration::from_millis(50).min(duration.saturating_sub(started.elapsed())),
+        );
+    }
+    bar.finish_and_clear();
+}
+
+/// The measured window: counts per second, with a progress bar.
+fn measure(spec: &Spec, control: &Control) -> Vec<f64> {
+    let bar = bar(
+        spec.duration.as_millis() as u64,
+        spec.quiet,
+        "measuring {bar:40} {elapsed}/{duration} {msg}",
+    );
+    let started = Instant::now();
+    let mut timeline = Vec::new();
+    let mut last = counted(spec, control);
+    let mut last_at = started;
+    while started.elapsed() < spec.duration {
+        let left = spec.duration.saturating_sub(started.elapsed());
+        std::thread::sleep(Duration::from_secs(1).min(left));
+        let now = Instant::now();
+        let count = counted(spec, control);
+        let per_second = (count - last) as f64 / now.duration_since(last_at).as_secs_f64();
+        timeline.push(per_second);
+        bar.set_position(started.elapsed().as_millis() as u64);
+        bar.set_message(format!("{per_second:.0}/s"));
+        last = count;
+        last_at = now;
+    }
+    bar.finish_and_clear();
+    timeline
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_resolve_to_loopback_only() {
+        let (addr, host, path) = parse_url("ws://127.0.0.1:9001/chat", false).unwrap();
+        assert_eq!(
+            (addr.port(), host.as_str(), path.as_str()),
+            (9001, "127.0.0.1:9001", "/chat")
+        );
+        assert_eq!(parse_url("ws://127.0.0.2:80", false).unwrap().2, "/");
+        assert!(parse_url("ws://10.0.0.1:80/", false).is_err());
+        assert!(parse_url("http://127.0.0.1:80/", false).is_err());
+        assert!(parse_url("tcp://127.0.0.1:80", true).is_ok());
+    }
+}

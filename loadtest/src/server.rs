@@ -1,0 +1,161 @@
+//! The server under test, seen from outside: its CPU time and resident memory from
+//! /proc, and, for the demo, the echo example started as a child process.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// CPU time (all threads, nanoseconds) and resident memory (bytes) of `pid`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sample {
+    pub cpu_ns: u64,
+    pub rss_bytes: u64,
+}
+
+/// Reads `pid`'s usage. CPU time is the sum of each thread's `schedstat` run time
+/// (nanoseconds, finer than the 10 ms ticks of /proc/PID/stat).
+pub fn sample(pid: u32) -> Option<Sample> {
+    let mut cpu_ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(task) = task else { continue };
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        cpu_ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(Sample {
+        cpu_ns,
+        rss_bytes: rss_kib * 1024,
+    })
+}
+
+/// The machine, for the report: CPU model and core count.
+pub fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    format!("{model}, {cores} cores")
+}
+
+/// The echo example, started for the demo.
+pub struct EchoServer {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl EchoServer {
+    /// Builds the echo example (release) and starts it on a free port with `threads`
+    /// reactors, pinned to CPU 0 when `taskset` is there.
+    pub fn start(threads: usize) -> Result<EchoServer, String> {
+        let root = workspace_root();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        eprintln!("building the echo example (release)...");
+        let status = Command::new(&cargo)
+            .args(["build", "--release", "--quiet", "--example", "echo"])
+            .current_dir(&root)
+            .status()
+            .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+        if !status.success() {
+            return Err("building the echo example failed".into());
+        }
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let binary = target.join("release/examples/echo");
+        let threads = threads.to_string();
+        let args = ["--addr", "127.0.0.1:0", "--threads", threads.as_str()];
+        let mut command = if has_taskset() {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"]).arg(&binary).args(args);
+            c
+        } else {
+            let mut c = Command::new(&binary);
+            c.args(args);
+            c
+        };
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or("no stdout from the echo example")?;
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        reader
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the echo example's address: {e}"))?;
+        // Keep reading what the server prints (its summary at exit), so it never
+        // writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let addr = line
+            .strip_prefix("listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("unexpected first line from the echo example: {line:?}"))?;
+        Ok(EchoServer { child, addr })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the server with SIGTERM (a graceful shutdown) and waits for it.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn has_taskset() -> bool {
+    Command::new("taskset")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_this_process() {
+        let s = sample(std::process::id()).expect("own /proc entry");
+        assert!(s.rss_bytes > 0);
+        assert!(s.cpu_ns > 0);
+    }
+}

@@ -10,3 +10,6 @@ cargo test --workspace --locked
 
 echo "== Autobahn TestSuite, server and client"
 bash tests/autobahn/run.sh
+
+echo "== wsload smoke run against the echo example"
+bash loadtest/smoke.sh

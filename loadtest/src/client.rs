@@ -2,6 +2,7 @@
 //! client role (or raw bytes, for the TCP ceiling).
 
 use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
@@ -52,11 +53,17 @@ pub struct Client {
 
 impl Client {
     pub fn new(stream: TcpStream, seed: u64, now: Instant) -> Client {
-        let nonce = (u128::from(seed) * 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835).to_le_bytes();
+        // std's RandomState is seeded from the OS: enough for handshake nonces and
+        // mask keys of a load generator.
+        let random = RandomState::new();
+        let (a, b) = (random.hash_one(seed), random.hash_one(!seed));
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&a.to_le_bytes());
+        nonce[8..].copy_from_slice(&b.to_le_bytes());
         Client {
             stream,
             phase: Phase::Connecting,
-            proto: Connection::client(seed),
+            proto: Connection::client(a ^ b.rotate_left(17)),
             key: handshake::encode_key(nonce),
             input: Vec::new(),
             output: Vec::new(),

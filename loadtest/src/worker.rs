@@ -292,8 +292,11 @@ impl Worker {
     }
 
     fn enter(&mut self, phase: u8) {
+        let was_sending = self.sending();
         self.phase = phase;
-        if phase == WARMUP {
+        // Sending starts with the warm-up, or with the measurement when a short
+        // warm-up passed between two turns of this loop.
+        if !was_sending && self.sending() {
             self.next_send = Instant::now();
             if self.plan.scenario == Scenario::Echo {
                 let keys: Vec<usize> = self.clients.iter().map(|(k, _)| k).collect();

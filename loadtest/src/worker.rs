@@ -163,6 +163,8 @@ struct Worker {
     sends_scheduled: u64,
     round_robin: usize,
     sender_key: Option<usize>,
+    /// Reused to send several messages in one write.
+    batch: Vec<u8>,
 }
 
 pub fn run(plan: Plan, control: Arc<Control>) -> std::io::Result<Outcome> {
@@ -201,6 +203,7 @@ pub fn run(plan: Plan, control: Arc<Control>) -> std::io::Result<Outcome> {
         sends_scheduled: 0,
         round_robin: 0,
         sender_key: None,
+        batch: Vec::new(),
         plan,
     };
     worker.run()?;
@@ -427,9 +430,11 @@ impl Worker {
                     let _ = self.outcome.latency.record(latency.max(1));
                 }
             }
-            if self.plan.scenario == Scenario::Echo && self.sending() {
-                self.send_echo(key);
-            }
+        }
+        // Echo: one message back for each that arrived, in one write.
+        if self.plan.scenario == Scenario::Echo && self.sending() {
+            let count = arrivals.len();
+            self.send_echoes(key, count);
         }
         if let Err(failure) = result {
             // A close or reset after the run stopped is the end of the test, not an error.
@@ -482,21 +487,35 @@ impl Worker {
 
     /// Puts `pipeline` messages in flight on a connection.
     fn start_echo(&mut self, key: usize) {
-        for _ in 0..self.plan.pipeline.max(1) {
-            self.send_echo(key);
-        }
+        self.send_echoes(key, self.plan.pipeline.max(1));
     }
 
-    fn send_echo(&mut self, key: usize) {
+    /// Sends `count` messages to one connection in a single write.
+    fn send_echoes(&mut self, key: usize, count: usize) {
+        if count == 0 {
+            return;
+        }
         let Some(client) = self.clients.get_mut(key) else {
             return;
         };
         if client.phase != Phase::Open {
             return;
         }
-        client.inflight.push_back(Instant::now());
-        self.outcome.sent += 1;
-        if client.send(&self.frame).is_err() {
+        let now = Instant::now();
+        for _ in 0..count {
+            client.inflight.push_back(now);
+        }
+        self.outcome.sent += count as u64;
+        let result = if count == 1 {
+            client.send(&self.frame)
+        } else {
+            self.batch.clear();
+            for _ in 0..count {
+                self.batch.extend_from_slice(&self.frame);
+            }
+            client.send(&self.batch)
+        };
+        if result.is_err() {
             self.drop_client(key, Failure::Reset);
         }
     }

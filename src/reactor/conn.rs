@@ -160,7 +160,13 @@ impl OutQueue {
 /// `WouldBlock` counts as zero.
 pub(crate) fn write_once(stream: &mut TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     loop {
-        match stream.write_vectored(bufs) {
+        // One buffer (the usual cork) goes through write(2): writev(2) costs more in
+        // the kernel for the same bytes.
+        let result = match bufs {
+            [one] => stream.write(one),
+            _ => stream.write_vectored(bufs),
+        };
+        match result {
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

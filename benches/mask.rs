@@ -4,9 +4,11 @@
 //! `pub` in 0.30), so it cannot be called from here; its copy in fastwebsockets
 //! (`unmask_fallback`, the same 4-byte `align_to_mut` loop) stands for both.
 //!
-//! The `variants` group holds candidate fast paths that exist only in this file, to
+//! The `variant-*` lines (in `unmask_variants`, and `variant-aligned-head` in
+//! `unmask_after_header`) are candidate fast paths that exist only in this file, to
 //! decide whether a wider or `unsafe` loop in `src/proto/mask.rs` would pay. Each is
-//! checked against `apply_mask_plain` before anything is timed.
+//! checked against `apply_mask_plain` before anything is timed. docs/BENCHMARKS.md has
+//! the figures.
 //!
 //! Run: `cargo bench --bench mask` (add `-- --quick` for a smoke run).
 

@@ -288,7 +288,9 @@ impl Connection {
                 if self.frame_masked {
                     // The key is kept rotated so that it always starts at the next byte.
                     apply_mask(&mut buf[pos..pos + take], self.frame_mask, 0);
-                    self.frame_mask.rotate_left(take & 3);
+                    // Rotating the key as a word avoids the general slice rotation.
+                    let key = u32::from_le_bytes(self.frame_mask);
+                    self.frame_mask = key.rotate_right(8 * (take & 3) as u32).to_le_bytes();
                 }
                 if (self.gap as usize) > 0 {
                     buf.copy_within(pos..pos + take, dest);

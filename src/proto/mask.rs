@@ -57,9 +57,10 @@ pub fn apply_mask_plain(buf: &mut [u8], key: [u8; 4], offset: usize) {
 /// The key as seen from payload offset `offset`: byte 0 of the result masks `buf[0]`.
 #[inline]
 fn rotate_key(key: [u8; 4], offset: usize) -> [u8; 4] {
-    let mut rotated = key;
-    rotated.rotate_left(offset & 3);
-    rotated
+    // As a little-endian word, moving byte `n` to the front is a right rotation.
+    u32::from_le_bytes(key)
+        .rotate_right(8 * (offset & 3) as u32)
+        .to_le_bytes()
 }
 
 #[cfg(test)]

@@ -137,6 +137,8 @@ def idle_matrix(opts):
         results = {}
         for server in SERVERS:
             name, _, raw = server
+            if raw:
+                continue  # idle memory is a WebSocket server's figure
             log(f"idle {conns} conns: {name}")
             try:
                 r = run_one(server, ["idle", "--connections", str(conns), "--duration", "1"], raw,
@@ -247,7 +249,9 @@ def render(opts, echo_rows, idle_rows, connect):
             "upgraded − RSS before them) / N, one fresh server per cell.", "",
             "| server | " + " | ".join(f"{c:,} connections" for c, _ in idle_rows) + " |",
             "|---|" + "---:|" * len(idle_rows)]
-    for name, _, _ in SERVERS:
+    for name, _, raw in SERVERS:
+        if raw:
+            continue
         cells = []
         for _, results in idle_rows:
             r = results.get(name)

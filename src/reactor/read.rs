@@ -35,7 +35,10 @@ impl<H: Handler> Reactor<H> {
             };
             match result {
                 Ok(0) => {
+                    // The peer half-closed: what was answered in this turn still goes
+                    // out before the connection is dropped.
                     self.restore(key, input, None);
+                    self.finish_turn(key);
                     self.peer_gone(key);
                     return;
                 }

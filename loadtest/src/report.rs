@@ -154,12 +154,21 @@ impl Report {
                         s.cpu_percent
                     );
                 }
-                println!(
-                    "  server RSS    {:.0} B per connection ({:.1} MiB → {:.1} MiB)",
-                    s.rss_per_connection_bytes,
+                let (before, loaded) = (
                     s.rss_before_bytes as f64 / 1048576.0,
-                    s.rss_loaded_bytes as f64 / 1048576.0
+                    s.rss_loaded_bytes as f64 / 1048576.0,
                 );
+                if self.scenario == "idle" {
+                    println!(
+                        "  server RSS    {:.0} B per idle connection ({before:.1} MiB → {loaded:.1} MiB)",
+                        s.rss_per_connection_bytes
+                    );
+                } else {
+                    // Under load RSS also holds buffers in use: not a per-connection cost.
+                    println!(
+                        "  server RSS    {before:.1} MiB before the connections, {loaded:.1} MiB at the end"
+                    );
+                }
             }
             None => println!("  server        (give --server-pid for CPU per message and RSS)"),
         }

@@ -18,16 +18,9 @@ impl Connection {
         fin: bool,
         payload: &[u8],
     ) {
-        let mask = self.next_mask();
-        let header = FrameHeader {
-            fin,
-            rsv: 0,
-            opcode,
-            mask,
-            payload_len: payload.len() as u64,
-        };
+        let header = self.header(opcode, fin, payload.len());
         out.put_slice(header.encode().as_bytes());
-        match mask {
+        match header.mask {
             None => out.put_slice(payload),
             Some(key) => {
                 // Mask through a small stack buffer so `payload` stays untouched.
@@ -120,15 +113,19 @@ impl Connection {
         if !self.can_send() {
             return Err(SendError::Closed);
         }
-        let mask = self.next_mask();
-        let header = FrameHeader {
+        let header = self.header(opcode, fin, len);
+        Ok((header, header.mask))
+    }
+
+    /// A header for our role: masked with a fresh key in the client role.
+    fn header(&mut self, opcode: OpCode, fin: bool, len: usize) -> FrameHeader {
+        FrameHeader {
             fin,
             rsv: 0,
             opcode,
-            mask,
+            mask: self.next_mask(),
             payload_len: len as u64,
-        };
-        Ok((header, mask))
+        }
     }
 
     /// Writes a ping.

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 use wsreactor::proto::handshake::{self, EMPTY_HEADER};
-use wsreactor::proto::{Connection, Decoded, Event, Limits, Message};
+use wsreactor::proto::{CloseCode, Connection, Decoded, Event, Limits, Message};
 
 /// Where a client connection is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +49,9 @@ pub struct Client {
     pub started: Instant,
     /// Raw mode: bytes of the current echo received so far.
     pub raw_pending: usize,
+    /// The code of the server's close frame, once one arrived (1005 when it carried
+    /// none): what the soak's abusive clients check.
+    pub close_code: Option<u16>,
 }
 
 impl Client {
@@ -70,6 +73,7 @@ impl Client {
             inflight: VecDeque::new(),
             started: now,
             raw_pending: 0,
+            close_code: None,
         }
     }
 
@@ -114,6 +118,29 @@ impl Client {
             return Err(io::ErrorKind::NotConnected.into());
         }
         self.send(&frame)
+    }
+
+    /// Writes a ping through the client role.
+    pub fn ping(&mut self, payload: &[u8]) -> io::Result<()> {
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        if self.proto.ping(&mut frame, payload).is_err() {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        self.send(&frame)
+    }
+
+    /// Starts the close handshake with `code`.
+    pub fn close(&mut self, code: u16) -> io::Result<()> {
+        let mut frame = Vec::with_capacity(16);
+        if self.proto.close(&mut frame, CloseCode(code), "").is_err() {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        self.send(&frame)
+    }
+
+    /// Bytes written but not yet taken by the kernel.
+    pub fn queued(&self) -> usize {
+        self.output.len()
     }
 
     /// Flushes queued bytes (on a writable event).
@@ -214,7 +241,8 @@ impl Client {
                             on_message(self, Received::Message(message));
                         }
                         Event::Ping(_) | Event::Pong(_) => {}
-                        Event::Close(_) => {
+                        Event::Close(frame) => {
+                            self.close_code = Some(frame.map_or(1005, |f| f.code.0));
                             self.phase = Phase::Closed;
                             let _ = self.flush();
                             return Err(Failure::Closed);

@@ -10,6 +10,7 @@ mod net;
 mod report;
 mod run;
 mod server;
+mod soak;
 mod worker;
 
 use std::path::PathBuf;
@@ -50,6 +51,9 @@ enum Command {
     Broadcast(BroadcastArgs),
     /// Start the echo example and run a short echo and idle scenario against it.
     Demo(DemoArgs),
+    /// Echo, idle and abusive clients mixed for a long time; the server's RSS over
+    /// time, and at the end its sockets and RSS back where they started.
+    Soak(SoakArgs),
 }
 
 #[derive(Args, Clone)]
@@ -189,6 +193,59 @@ struct DemoArgs {
     quiet: bool,
 }
 
+#[derive(Args, Clone)]
+struct SoakArgs {
+    /// The server: ws://HOST:PORT/PATH on 127.0.0.0/8.
+    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
+    url: String,
+    /// Seconds of the soak round (after the warm-up round).
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// Seconds of the warm-up round: the same mix, then every client closes and the
+    /// server's RSS is the baseline the end is held to (0: the RSS before the soak).
+    #[arg(long, default_value_t = 5.0)]
+    warmup: f64,
+    /// Closed-loop echo connections, every reply checked byte for byte.
+    #[arg(long, default_value_t = 50)]
+    echo_connections: usize,
+    /// Payload bytes of each echo message.
+    #[arg(long, default_value_t = 128)]
+    echo_payload: usize,
+    /// Idle connections, each held, closed and reopened on a cycle.
+    #[arg(long, default_value_t = 1000)]
+    idle_connections: usize,
+    /// Mean seconds an idle connection is held (each hold is 0.5 to 1.5 times it).
+    #[arg(long, default_value_t = 5.0)]
+    idle_hold: f64,
+    /// Abusive connections at once, each cycling through every kind of abuse.
+    #[arg(long, default_value_t = 9)]
+    abusers: usize,
+    /// Seconds between samples of the server (0: about 30 over the soak round, at
+    /// least one a second).
+    #[arg(long, default_value_t = 0.0)]
+    sample_interval: f64,
+    /// The server's process id: its RSS and sockets from /proc. Required by --strict.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// The end RSS may exceed the baseline by this many percent.
+    #[arg(long, default_value_t = 10.0)]
+    rss_tolerance: f64,
+    /// Write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write an SVG plot of the server's RSS and sockets over time.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Exit non-zero if any echo was wrong or lost, any idle close or abuser's
+    /// answer was not the one expected, the server's sockets did not come back, or
+    /// its RSS exceeded the bound.
+    #[arg(long)]
+    strict: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Demo(DemoArgs {
@@ -235,6 +292,7 @@ fn spec(common: &Common, scenario: Scenario) -> Spec {
 fn dispatch(command: Command) -> Result<bool, String> {
     let (common, spec) = match command {
         Command::Demo(args) => return demo(&args),
+        Command::Soak(args) => return soak(&args),
         Command::Echo(a) => {
             let mut s = spec(&a.common, Scenario::Echo);
             s.connections = a.connections;
@@ -298,6 +356,55 @@ fn dispatch(command: Command) -> Result<bool, String> {
         report.write_plot(path)?;
     }
     Ok(!common.strict || report.errors.total() == 0)
+}
+
+fn soak(args: &SoakArgs) -> Result<bool, String> {
+    if args.strict && args.server_pid.is_none() {
+        return Err("--strict needs --server-pid: the sockets and RSS are checked".into());
+    }
+    let total = args.echo_connections + args.idle_connections + args.abusers;
+    if total > MAX_CONNECTIONS {
+        return Err(format!(
+            "{total} connections: at most {MAX_CONNECTIONS} per process (the open-files limit)"
+        ));
+    }
+    let duration = seconds(args.duration)?;
+    let warmup = seconds(args.warmup)?;
+    if duration + warmup > Duration::from_secs(24 * 3600) {
+        return Err("soaks are bounded: at most 24 hours".into());
+    }
+    if duration.is_zero() {
+        return Err("--duration: at least some time".into());
+    }
+    if !(0.0..=1000.0).contains(&args.rss_tolerance) {
+        return Err(format!(
+            "--rss-tolerance {}: a percentage",
+            args.rss_tolerance
+        ));
+    }
+    let spec = soak::Spec {
+        url: args.url.clone(),
+        duration,
+        warmup,
+        echo_connections: args.echo_connections,
+        echo_payload: args.echo_payload,
+        idle_connections: args.idle_connections,
+        idle_hold: seconds(args.idle_hold)?,
+        abusers: args.abusers,
+        sample_interval: seconds(args.sample_interval)?,
+        server_pid: args.server_pid,
+        rss_tolerance: args.rss_tolerance / 100.0,
+        quiet: args.quiet,
+    };
+    let report = soak::execute(&spec)?;
+    report.print();
+    if let Some(path) = &args.json {
+        report.write_json(path)?;
+    }
+    if let Some(path) = &args.plot {
+        report.write_plot(path)?;
+    }
+    Ok(!args.strict || report.passed)
 }
 
 /// The README's first command: the echo example under a short echo and idle load.

@@ -16,6 +16,17 @@ pub fn source_for(index: usize, count: usize) -> IpAddr {
 
 /// Starts a non-blocking connect to `target` from `source` (any port).
 pub fn connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    connect_with_receive_buffer(target, source, None)
+}
+
+/// As [`connect`], with the socket's receive buffer set to `receive_buffer` bytes
+/// before the connect, so the window the server sees stays small: a client that
+/// never reads then fills the server's queue instead of the kernel's.
+pub fn connect_with_receive_buffer(
+    target: SocketAddr,
+    source: Option<IpAddr>,
+    receive_buffer: Option<usize>,
+) -> io::Result<TcpStream> {
     let socket = Socket::new(
         Domain::for_address(target),
         Type::STREAM,
@@ -23,6 +34,9 @@ pub fn connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStre
     )?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
+    if let Some(bytes) = receive_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
     if let Some(source) = source {
         bind_address_no_port(&socket)?;
         socket.bind(&SocketAddr::new(source, 0).into())?;

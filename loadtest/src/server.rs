@@ -38,6 +38,22 @@ pub fn sample(pid: u32) -> Option<Sample> {
     })
 }
 
+/// The number of sockets `pid` has open (its listeners and connections), from the
+/// links in /proc/PID/fd. `None` when they cannot be read (another user's process).
+pub fn socket_count(pid: u32) -> Option<usize> {
+    let mut sockets = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()? {
+        let Ok(entry) = entry else { continue };
+        // A descriptor closed between the listing and the readlink is simply gone.
+        if std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+        {
+            sockets += 1;
+        }
+    }
+    Some(sockets)
+}
+
 /// The machine, for the report: CPU model and core count.
 pub fn machine() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
@@ -157,5 +173,17 @@ mod tests {
         let s = sample(std::process::id()).expect("own /proc entry");
         assert!(s.rss_bytes > 0);
         assert!(s.cpu_ns > 0);
+    }
+
+    #[test]
+    fn counts_this_process_sockets() {
+        let pid = std::process::id();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let accepted = listener.accept().unwrap();
+        // Other tests in this binary open and close sockets at the same time: at
+        // least our three.
+        assert!(socket_count(pid).expect("own /proc entry") >= 3);
+        drop((listener, client, accepted));
     }
 }

@@ -1,0 +1,490 @@
+//! The soak: echo, idle and abusive clients mixed against one server for a long
+//! time, the server's memory and sockets sampled from /proc, and at the end a check
+//! that everything it held has been given back.
+//!
+//! A soak runs two rounds of the same mix. The warm-up round brings the server to
+//! its working set (reactor buffer pools, slab capacity, the allocator's arenas);
+//! every client then closes, and the server's RSS with no client connected is the
+//! baseline. The soak round follows; every client closes again, and the server's RSS
+//! must come back within the tolerance of that baseline, and its socket count to
+//! what it was before the first round. The RSS before the first round is reported
+//! beside it: memory the allocator keeps after the first burst is not a leak, but
+//! it is shown.
+
+mod abuse;
+mod churn;
+mod report;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub use report::SoakReport;
+use report::{AbuseSummary, Check, EchoSummary, IdleSummary, KindSummary, Sample, ServerSummary};
+
+use crate::report::Latency;
+use crate::run::parse_url;
+use crate::server;
+use crate::worker::{self, Control, DRAIN, Errors, MEASURE, STOP, Scenario};
+use abuse::Abuse;
+
+/// How long the server gets to close every connection after the clients closed
+/// theirs: longer than its 5 s close timeout, the longest a draining connection
+/// waits.
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
+/// How long echoes in flight get to come back once sending stops.
+const ECHO_DRAIN: Duration = Duration::from_millis(1500);
+
+/// Everything a soak needs.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub url: String,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub echo_connections: usize,
+    pub echo_payload: usize,
+    pub idle_connections: usize,
+    pub idle_hold: Duration,
+    pub abusers: usize,
+    /// Zero: about 30 samples over the soak, at least one a second.
+    pub sample_interval: Duration,
+    pub server_pid: Option<u32>,
+    /// The end RSS may exceed the baseline by this fraction (0.10: 10%).
+    pub rss_tolerance: f64,
+    pub quiet: bool,
+}
+
+/// What one round of the mix gave.
+struct Round {
+    echo_sent: u64,
+    echo_received: u64,
+    echo_errors: Errors,
+    latency: hdrhistogram::Histogram<u64>,
+    churn: churn::Outcome,
+}
+
+/// The server seen from /proc, and the samples taken so far.
+struct Sampler {
+    pid: Option<u32>,
+    clock: Instant,
+    interval: Duration,
+    samples: Vec<Sample>,
+    /// Echoes of the rounds already over, so the column counts from the start.
+    echoed_before: u64,
+    abuses_before: u64,
+    bar: ProgressBar,
+}
+
+impl Sampler {
+    fn rss(&self) -> Option<u64> {
+        self.pid.and_then(server::sample).map(|s| s.rss_bytes)
+    }
+
+    fn sockets(&self) -> Option<usize> {
+        self.pid.and_then(server::socket_count)
+    }
+
+    fn record(&mut self, phase: &'static str, echoed: u64, idle_open: u64, abuses: u64) {
+        let sample = Sample {
+            seconds: self.clock.elapsed().as_secs_f64(),
+            phase,
+            rss_bytes: self.rss(),
+            sockets: self.sockets(),
+            echoed: self.echoed_before + echoed,
+            idle_open,
+            abuses: self.abuses_before + abuses,
+        };
+        self.bar
+            .set_position(self.clock.elapsed().as_millis() as u64);
+        if let Some(rss) = sample.rss_bytes {
+            self.bar.set_message(format!(
+                "{phase}: RSS {:.1} MiB, {} sockets",
+                rss as f64 / 1048576.0,
+                sample.sockets.unwrap_or(0)
+            ));
+        }
+        self.samples.push(sample);
+    }
+}
+
+pub fn execute(spec: &Spec) -> Result<SoakReport, String> {
+    let (target, host, path) = parse_url(&spec.url, false)?;
+    let interval = if spec.sample_interval.is_zero() {
+        (spec.duration / 30).max(Duration::from_secs(1))
+    } else {
+        spec.sample_interval
+    };
+    let bar = if spec.quiet {
+        ProgressBar::hidden()
+    } else {
+        let total = spec.warmup + spec.duration;
+        let bar = ProgressBar::new(total.as_millis() as u64);
+        if let Ok(style) = ProgressStyle::with_template("soak {bar:40} {elapsed} {msg}") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    };
+    let mut sampler = Sampler {
+        pid: spec.server_pid,
+        clock: Instant::now(),
+        interval,
+        samples: Vec::new(),
+        echoed_before: 0,
+        abuses_before: 0,
+        bar,
+    };
+    sampler.record("start", 0, 0, 0);
+    let rss_start = sampler.samples[0].rss_bytes;
+    let sockets_start = sampler.samples[0].sockets;
+
+    let churn_plan = churn::Plan {
+        target,
+        host: host.clone(),
+        path: path.clone(),
+        idle: spec.idle_connections,
+        idle_hold: spec.idle_hold,
+        abusers: spec.abusers,
+    };
+    let echo_plan = worker::Plan {
+        scenario: Scenario::Echo,
+        target,
+        host,
+        path,
+        connections: spec.echo_connections,
+        first_index: 0,
+        sources: 1,
+        raw: false,
+        text: false,
+        payload: spec.echo_payload,
+        pipeline: 1,
+        rate: 0.0,
+        sender: false,
+        base: Instant::now(),
+    };
+
+    let mut rounds = Vec::new();
+    let mut after_warmup = None;
+    if !spec.warmup.is_zero() {
+        rounds.push(round(
+            "warm-up",
+            spec.warmup,
+            &echo_plan,
+            &churn_plan,
+            &mut sampler,
+        )?);
+        let (sockets, _) = settle(&mut sampler, sockets_start);
+        after_warmup = Some((sockets, sampler.rss()));
+        sampler.record("baseline", 0, 0, 0);
+    }
+    let loaded_from = sampler.samples.len();
+    rounds.push(round(
+        "soak",
+        spec.duration,
+        &echo_plan,
+        &churn_plan,
+        &mut sampler,
+    )?);
+    let rss_loaded_end = sampler.samples[loaded_from..]
+        .iter()
+        .rev()
+        .find(|s| s.phase == "soak")
+        .and_then(|s| s.rss_bytes);
+    let (sockets_end, settle_time) = settle(&mut sampler, sockets_start);
+    sampler.record("end", 0, 0, 0);
+    let rss_end = sampler.samples.last().and_then(|s| s.rss_bytes);
+    sampler.bar.finish_and_clear();
+
+    // Both rounds count: a wrong answer in the warm-up is as wrong as any.
+    let mut latency = worker::histogram();
+    let mut echo_errors = Errors::default();
+    let (mut sent, mut received) = (0, 0);
+    let mut churned = churn::Outcome::default();
+    for r in &rounds {
+        latency.add(&r.latency).map_err(|e| e.to_string())?;
+        echo_errors.add(&r.echo_errors);
+        sent += r.echo_sent;
+        received += r.echo_received;
+        churned.add(&r.churn);
+    }
+    let seconds = (spec.warmup + spec.duration).as_secs_f64();
+
+    let server = spec.server_pid.map(|pid| {
+        let rss_warm = after_warmup.and_then(|(_, rss)| rss);
+        let baseline = rss_warm.or(rss_start).unwrap_or(0);
+        let percent = |from: u64| match (rss_end, from) {
+            (Some(end), from) if from > 0 => (end as f64 / from as f64 - 1.0) * 100.0,
+            _ => 0.0,
+        };
+        ServerSummary {
+            pid,
+            rss_start_bytes: rss_start.unwrap_or(0),
+            rss_warm_bytes: rss_warm,
+            rss_peak_bytes: sampler
+                .samples
+                .iter()
+                .filter_map(|s| s.rss_bytes)
+                .max()
+                .unwrap_or(0),
+            rss_loaded_end_bytes: rss_loaded_end.unwrap_or(0),
+            rss_end_bytes: rss_end.unwrap_or(0),
+            rss_baseline: if rss_warm.is_some() {
+                "after the warm-up round, all clients closed"
+            } else {
+                "before the soak"
+            },
+            rss_baseline_bytes: baseline,
+            rss_end_vs_baseline_percent: percent(baseline),
+            rss_end_vs_start_percent: percent(rss_start.unwrap_or(0)),
+            rss_tolerance_percent: spec.rss_tolerance * 100.0,
+            sockets_start: sockets_start.unwrap_or(0),
+            sockets_after_warmup: after_warmup.and_then(|(s, _)| s),
+            sockets_end: sockets_end.unwrap_or(0),
+            settle_seconds: settle_time.as_secs_f64(),
+        }
+    });
+
+    let kinds: Vec<KindSummary> = Abuse::ALL
+        .iter()
+        .map(|&kind| {
+            let seen = churned.abuses.get(&kind).cloned().unwrap_or_default();
+            let runs = seen.values().sum();
+            let as_expected = seen.get(&kind.expected()).copied().unwrap_or(0);
+            KindSummary {
+                kind: kind.name(),
+                expected: kind.expected().to_string(),
+                runs,
+                as_expected,
+                observed: seen.iter().map(|(o, n)| (o.to_string(), *n)).collect(),
+            }
+        })
+        .collect();
+    let abusers = AbuseSummary {
+        slots: spec.abusers,
+        total: kinds.iter().map(|k| k.runs).sum(),
+        unexpected: kinds.iter().map(|k| k.runs - k.as_expected).sum(),
+        cut_short: churned.cut_short,
+        never_reads_bytes: churned.never_reads_bytes,
+        never_reads_stalls: churned.never_reads_stalls,
+        kinds,
+    };
+    let echo = EchoSummary {
+        connections: spec.echo_connections,
+        payload: spec.echo_payload,
+        sent,
+        received,
+        messages_per_second: received as f64 / seconds,
+        latency: Latency::from_histogram(&latency),
+        errors: echo_errors,
+    };
+    let idle = IdleSummary {
+        connections: spec.idle_connections,
+        hold_seconds: spec.idle_hold.as_secs_f64(),
+        cycles: churned.idle_cycles,
+        errors: churned.idle_errors.clone(),
+    };
+    let checks = checks(spec, &echo, &idle, &abusers, server.as_ref());
+    let passed = checks.iter().all(|c| c.passed != Some(false));
+    Ok(SoakReport {
+        scenario: "soak",
+        target: spec.url.clone(),
+        machine: server::machine(),
+        warmup_seconds: spec.warmup.as_secs_f64(),
+        duration_seconds: spec.duration.as_secs_f64(),
+        sample_interval_seconds: interval.as_secs_f64(),
+        echo,
+        idle,
+        abusers,
+        server,
+        samples: sampler.samples,
+        checks,
+        passed,
+    })
+}
+
+/// One round of the mix: the echo worker and the churning thread for `length`,
+/// sampled; then every client closes.
+fn round(
+    phase: &'static str,
+    length: Duration,
+    echo_plan: &worker::Plan,
+    churn_plan: &churn::Plan,
+    sampler: &mut Sampler,
+) -> Result<Round, String> {
+    let control = Arc::new(Control::default());
+    // Sending starts with each connection's upgrade: there is no ramp to wait for.
+    control.phase.store(MEASURE, Relaxed);
+    let echo = (echo_plan.connections > 0)
+        .then(|| {
+            let (plan, control) = (echo_plan.clone(), Arc::clone(&control));
+            std::thread::Builder::new()
+                .name("wsload-echo".into())
+                .spawn(move || worker::run(plan, control))
+        })
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let shared = Arc::new(churn::Shared::default());
+    let churning = {
+        let (plan, shared) = (churn_plan.clone(), Arc::clone(&shared));
+        std::thread::Builder::new()
+            .name("wsload-churn".into())
+            .spawn(move || churn::run(plan, shared))
+            .map_err(|e| e.to_string())?
+    };
+
+    let live = |sampler: &mut Sampler, phase| {
+        sampler.record(
+            phase,
+            control.measured.load(Relaxed),
+            shared.idle_open.load(Relaxed),
+            shared.abuses.load(Relaxed),
+        )
+    };
+    let started = Instant::now();
+    let mut next = started + sampler.interval;
+    loop {
+        let now = Instant::now();
+        let end = started + length;
+        if now >= end {
+            break;
+        }
+        std::thread::sleep(
+            next.min(end)
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(200)),
+        );
+        sampler
+            .bar
+            .set_position(sampler.clock.elapsed().as_millis() as u64);
+        if Instant::now() >= next {
+            live(sampler, phase);
+            next += sampler.interval;
+        }
+    }
+    live(sampler, phase);
+
+    control.phase.store(DRAIN, Relaxed);
+    shared.stop.store(true, Relaxed);
+    std::thread::sleep(ECHO_DRAIN);
+    control.phase.store(STOP, Relaxed);
+    let echo_outcome = echo
+        .map(|handle| {
+            handle
+                .join()
+                .map_err(|_| "the echo worker panicked".to_string())?
+                .map_err(|e| format!("echo worker: {e}"))
+        })
+        .transpose()?;
+    let churn = churning
+        .join()
+        .map_err(|_| "the churning thread panicked".to_string())?
+        .map_err(|e| format!("churning thread: {e}"))?;
+    sampler.echoed_before += control.measured.load(Relaxed);
+    sampler.abuses_before += shared.abuses.load(Relaxed);
+    let (echo_sent, echo_received, echo_errors, latency) = match echo_outcome {
+        Some(o) => (o.sent, o.received, o.errors, o.latency),
+        None => (0, 0, Errors::default(), worker::histogram()),
+    };
+    Ok(Round {
+        echo_sent,
+        echo_received,
+        echo_errors,
+        latency,
+        churn,
+    })
+}
+
+/// Waits (at most [`SETTLE_LIMIT`]) until the server's socket count is back to
+/// `start`; returns the last count and how long it took.
+fn settle(sampler: &mut Sampler, start: Option<usize>) -> (Option<usize>, Duration) {
+    let began = Instant::now();
+    loop {
+        let now = sampler.sockets();
+        let back = match (now, start) {
+            (Some(now), Some(start)) => now <= start,
+            _ => true,
+        };
+        if back || began.elapsed() >= SETTLE_LIMIT {
+            return (now, began.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn checks(
+    spec: &Spec,
+    echo: &EchoSummary,
+    idle: &IdleSummary,
+    abusers: &AbuseSummary,
+    server: Option<&ServerSummary>,
+) -> Vec<Check> {
+    let e = &echo.errors;
+    let others = e.connect + e.handshake + e.reset + e.closed + e.protocol;
+    let idle_errors: u64 = idle.errors.values().sum();
+    let mut checks = vec![
+        Check::new(
+            "echo: every reply arrived, byte for byte",
+            e.total() == 0,
+            format!(
+                "{} sent, {} received, {} wrong, {} lost, {others} connections failed",
+                echo.sent, echo.received, e.mismatch, e.lost
+            ),
+        ),
+        Check::new(
+            "idle: every connection closed with the handshake",
+            idle_errors == 0,
+            format!("{} cycles, {idle_errors} went wrong", idle.cycles),
+        ),
+        Check::new(
+            "abusers: every answer as expected",
+            abusers.unexpected == 0,
+            format!(
+                "{} connections, {} unexpected",
+                abusers.total, abusers.unexpected
+            ),
+        ),
+    ];
+    match server {
+        Some(s) => {
+            let warm_ok = s.sockets_after_warmup.is_none_or(|n| n <= s.sockets_start);
+            checks.push(Check::new(
+                "server: sockets back to the start",
+                warm_ok && s.sockets_end <= s.sockets_start,
+                format!(
+                    "{} at the start, {} after the warm-up, {} at the end",
+                    s.sockets_start,
+                    s.sockets_after_warmup
+                        .map_or_else(|| "-".to_string(), |n| n.to_string()),
+                    s.sockets_end
+                ),
+            ));
+            let bound = s.rss_baseline_bytes as f64 * (1.0 + spec.rss_tolerance);
+            checks.push(Check::new(
+                "server: RSS at the end within the tolerance of the baseline",
+                s.rss_baseline_bytes > 0 && (s.rss_end_bytes as f64) <= bound,
+                format!(
+                    "{:.1} MiB at the end, {:.1} MiB baseline ({}), {:+.1}%, at most {:+.0}%",
+                    s.rss_end_bytes as f64 / 1048576.0,
+                    s.rss_baseline_bytes as f64 / 1048576.0,
+                    s.rss_baseline,
+                    s.rss_end_vs_baseline_percent,
+                    spec.rss_tolerance * 100.0
+                ),
+            ));
+        }
+        None => {
+            for name in [
+                "server: sockets back to the start",
+                "server: RSS at the end within the tolerance of the baseline",
+            ] {
+                checks.push(Check {
+                    name,
+                    passed: None,
+                    detail: "not measured: give --server-pid".into(),
+                });
+            }
+        }
+    }
+    checks
+}

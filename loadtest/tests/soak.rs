@@ -1,0 +1,133 @@
+//! A short soak against a wsreactor server in this process, checked through the
+//! JSON report and the server's own counters.
+//!
+//! One test in its own binary: the soak counts this process's sockets from
+//! /proc/self/fd, which no other test may open or close meanwhile.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wsreactor::{Config, Handler, Message, Server, Socket};
+
+#[derive(Clone)]
+struct Echo;
+
+impl Handler for Echo {
+    type Session = ();
+    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
+        ws.send(message);
+    }
+}
+
+fn number(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+#[test]
+fn a_short_soak_leaves_the_server_as_it_found_it() {
+    // The server's defaults, as the echo example's: the abusers' expectations
+    // (431 past 8 KiB, 1009 past 16 MiB, silence within the 10 s handshake
+    // timeout) are those of the default Config.
+    let server = Server::bind("127.0.0.1:0", Config::default().with_reactors(2))
+        .unwrap()
+        .spawn(Echo)
+        .unwrap();
+    let url = format!("ws://{}/", server.local_addr());
+    let pid = std::process::id().to_string();
+    let dir = std::env::temp_dir().join(format!("wsload-soak-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, plot) = (dir.join("soak.json"), dir.join("soak.svg"));
+
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_wsload"))
+        .args(["soak", "--url", &url, "--server-pid", &pid])
+        .args([
+            "--duration",
+            "4",
+            "--warmup",
+            "4",
+            "--sample-interval",
+            "0.5",
+        ])
+        .args(["--echo-connections", "10", "--idle-connections", "100"])
+        .args(["--idle-hold", "0.5", "--abusers", "9"])
+        .args(["--quiet", "--strict", "--json"])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&plot)
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+
+    // Every check passed, and --strict says so by the exit status.
+    for check in r["checks"].as_array().unwrap() {
+        assert_eq!(check["passed"], true, "{check}\n{stdout}");
+    }
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(r["passed"], true);
+
+    // Echo: every reply came back, byte for byte.
+    let echo = &r["echo"];
+    assert!(number(&echo["received"]) > 1000, "{echo}");
+    assert_eq!(echo["sent"], echo["received"]);
+    assert!(echo["errors"].as_object().unwrap().values().all(|v| v == 0));
+
+    // Idle: connections cycled (holds of 0.25 to 0.75 s over 4.5 s), none went wrong.
+    assert!(number(&r["idle"]["cycles"]) >= 300, "{}", r["idle"]);
+    assert_eq!(r["idle"]["errors"].as_object().unwrap().len(), 0);
+
+    // Every kind of abuse ran, and every one got exactly what it should.
+    let kinds = r["abusers"]["kinds"].as_array().unwrap();
+    assert_eq!(kinds.len(), 9);
+    for kind in kinds {
+        let runs = number(&kind["runs"]);
+        assert!(runs >= 1, "{kind}");
+        let expected = kind["expected"].as_str().unwrap();
+        let observed = kind["observed"].as_object().unwrap();
+        assert_eq!(observed.len(), 1, "{kind}");
+        assert_eq!(number(&observed[expected]), runs, "{kind}");
+    }
+    let expected: Vec<(&str, &str)> = kinds
+        .iter()
+        .map(|k| (k["kind"].as_str().unwrap(), k["expected"].as_str().unwrap()))
+        .collect();
+    for (kind, answer) in [
+        ("garbage", "HTTP 400"),
+        ("oversized-handshake", "HTTP 431"),
+        ("huge-frame", "close 1009"),
+        ("invalid-utf8", "close 1007"),
+        ("unmasked", "close 1002"),
+    ] {
+        assert!(expected.contains(&(kind, answer)), "{kind}: {expected:?}");
+    }
+    assert_eq!(r["abusers"]["unexpected"], 0);
+
+    // The server's sockets came back to the start after each round, as its own
+    // count of open connections confirms.
+    let s = &r["server"];
+    assert_eq!(s["sockets_end"], s["sockets_start"], "{s}");
+    assert_eq!(s["sockets_after_warmup"], s["sockets_start"], "{s}");
+    assert_eq!(server.stats().open, 0);
+    assert!(number(&s["rss_peak_bytes"]) >= number(&s["rss_start_bytes"]));
+    assert!(number(&s["rss_warm_bytes"]) > 0);
+
+    // Samples through every phase, with RSS and sockets in each.
+    let samples = r["samples"].as_array().unwrap();
+    let phases: Vec<&str> = samples
+        .iter()
+        .map(|s| s["phase"].as_str().unwrap())
+        .collect();
+    for phase in ["start", "warm-up", "baseline", "soak", "end"] {
+        assert!(phases.contains(&phase), "{phases:?}");
+    }
+    assert!(samples.len() >= 10, "{} samples", samples.len());
+    assert!(samples.iter().all(|s| number(&s["rss_bytes"]) > 0));
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("RSS"));
+
+    // Bounded: two rounds, their closes and the settling, and no more.
+    assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+}

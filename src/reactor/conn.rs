@@ -42,6 +42,9 @@ pub(crate) mod flag {
     /// The connection's output queue had to wait for the kernel: call `on_drain`
     /// when it empties.
     pub(crate) const WANTS_DRAIN: u8 = 8;
+    /// Reading stopped because the replies the peer does not read passed the
+    /// backpressure limit: resume when the queue is back under it.
+    pub(crate) const READ_PAUSED: u8 = 16;
 }
 
 /// A connection slot.

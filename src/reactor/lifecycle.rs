@@ -22,6 +22,19 @@ impl<H: Handler> Reactor<H> {
         if waiting {
             self.finish_turn(key);
         }
+        self.resume_reading(key);
+    }
+
+    /// Reads again next turn from a connection whose reading was paused for
+    /// backpressure (see `readable`), once its queue is back under the limit.
+    pub(super) fn resume_reading(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key)
+            && conn.has(flag::READ_PAUSED)
+            && self.output.queued(conn) <= self.config.max_backpressure
+        {
+            conn.clear(flag::READ_PAUSED);
+            self.deferred.push(key);
+        }
     }
 
     /// Flushes the cork and the queue of `key`; calls `on_drain` when a queue that

@@ -19,6 +19,17 @@ impl<H: Handler> Reactor<H> {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
+            // A peer that sends without reading what it is answered (pings, say)
+            // is not read further until it reads: the replies bypass the send-side
+            // limit, so this is what bounds them, at the limit plus what one turn
+            // answers. TCP flow control pushes back. Reading resumes when the
+            // queue is back under the limit: at the end of this turn if the flush
+            // below takes enough of it, else at a writable event.
+            if conn.phase == Phase::Open && self.output.queued(conn) > self.config.max_backpressure
+            {
+                conn.set(flag::READ_PAUSED);
+                break;
+            }
             // Every read lands in the scratch buffer; a connection holding a
             // partial message gets the new bytes appended to its own buffer.
             let mut scratch = std::mem::take(&mut self.scratch);
@@ -68,6 +79,7 @@ impl<H: Handler> Reactor<H> {
             }
         }
         self.finish_turn(key);
+        self.resume_reading(key);
     }
 
     /// Puts the input buffer back: the scratch buffer to the reactor, a held buffer

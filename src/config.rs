@@ -60,8 +60,12 @@ pub struct Config {
     pub close_timeout: Duration,
     /// The most bytes a connection may have queued for sending (beyond what the
     /// kernel took). Default 1 MiB: a few seconds of a busy feed, and 1 GiB for a
-    /// thousand stuck readers at worst. What happens at the limit is
-    /// [`backpressure_policy`](Self::backpressure_policy).
+    /// thousand stuck readers at worst. What happens to a send at the limit is
+    /// [`backpressure_policy`](Self::backpressure_policy). Replies the protocol
+    /// makes (pongs, the close reply) are never dropped; instead, while a
+    /// connection's queue is over the limit the server stops reading from it, so a
+    /// peer that sends pings and never reads is held to the limit plus one turn's
+    /// replies ([`read_budget`](Self::read_budget)) by TCP flow control.
     pub max_backpressure: usize,
     /// What a send does at [`max_backpressure`](Self::max_backpressure). Default
     /// [`BackpressurePolicy::Drop`], as uWebSockets: the connection survives a burst.

@@ -555,6 +555,77 @@ fn a_client_that_floods_pings_and_never_reads_is_not_read_past_the_backpressure_
     stop(server, fds_before);
 }
 
+// ---- a sender that never stops ----------------------------------------------------------
+
+#[test]
+fn clients_flooding_messages_without_reading_do_not_starve_their_reactor() {
+    let _serial = serial();
+    const LIMIT: usize = 256 * KIB;
+    const FLOODERS: usize = 4;
+    let fds_before = open_fds();
+    // One reactor: the flooders and the good client share it.
+    let config = config()
+        .with_reactors(1)
+        .with_backpressure(LIMIT, BackpressurePolicy::Drop);
+    let server = start(config, Echo);
+    let addr = server.local_addr();
+    let mut good = Good::connect(&server);
+    let heap_before = live_alloc::reset_peak();
+
+    // Each writes 64 KiB binary messages as fast as the server takes them for 3 s
+    // and reads nothing: the echoes meet the limit and are dropped.
+    let stop_at = Instant::now() + Duration::from_secs(3);
+    let flooders: Vec<_> = (0..FLOODERS)
+        .map(|_| {
+            let mut s = raw_ws(addr);
+            thread::spawn(move || {
+                let message = masked(FIN | BINARY, &[0x42; 64 * KIB]);
+                let mut sent = 0usize;
+                while Instant::now() < stop_at && s.write_all(&message).is_ok() {
+                    sent += 1;
+                }
+                (s, sent)
+            })
+        })
+        .collect();
+    let mut echoes = 0;
+    while Instant::now() < stop_at {
+        good.echo("between the floods");
+        echoes += 1;
+    }
+    let mut sent = 0;
+    let mut streams = Vec::new();
+    for f in flooders {
+        let (s, n) = f.join().expect("flooder");
+        sent += n;
+        streams.push(s);
+    }
+    let heap_peak = live_alloc::peak() - heap_before;
+    good.echo("after the floods");
+    let stats = server.stats();
+    eprintln!(
+        "floods: {FLOODERS} clients sent {sent} messages of 64 KiB in 3 s ({} echoes dropped); \
+         the good client was echoed {echoes} times meanwhile; heap peak +{heap_peak} B",
+        stats.dropped
+    );
+    assert!(
+        echoes >= 10,
+        "the good client was echoed only {echoes} times"
+    );
+    assert!(
+        stats.dropped > 0,
+        "the flooders never met the limit: {stats:?}"
+    );
+    // Each flooder's queue, plus a read buffer and the cork.
+    assert!(
+        heap_peak < FLOODERS * LIMIT + 2 * MIB,
+        "heap grew by {heap_peak} B"
+    );
+    drop(streams);
+    drop(good);
+    stop(server, fds_before);
+}
+
 // ---- broadcast to clients that never read -----------------------------------------------
 
 const NON_READERS: usize = 1_000;

@@ -885,6 +885,96 @@ fn half_open_clients_are_cleaned_up() {
     stop(server, fds_before);
 }
 
+// ---- random input ---------------------------------------------------------------------
+
+/// xorshift64*: a fixed, seedable stream of bytes for the tests.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// A valid client stream (messages, fragments, pings) with a few bytes mutated.
+fn mutated_stream(rng: &mut Rng) -> Vec<u8> {
+    let mut stream = Vec::new();
+    for _ in 0..1 + rng.below(8) {
+        let len = rng.below(300);
+        let payload: Vec<u8> = (0..len).map(|_| b'a' + rng.below(26) as u8).collect();
+        match rng.below(4) {
+            0 => stream.extend(masked(FIN | TEXT, &payload)),
+            1 => stream.extend(masked(FIN | BINARY, &payload)),
+            2 => stream.extend(masked(FIN | PING, &payload[..len.min(125)])),
+            _ => {
+                stream.extend(masked(TEXT, &payload[..len / 2]));
+                stream.extend(masked(FIN | PING, b"p"));
+                stream.extend(masked(FIN, &payload[len / 2..]));
+            }
+        }
+    }
+    for _ in 0..rng.below(4) {
+        let i = rng.below(stream.len());
+        stream[i] = rng.next() as u8;
+    }
+    stream
+}
+
+#[test]
+fn mutated_and_random_streams_after_the_upgrade_never_take_down_a_reactor() {
+    let _serial = serial();
+    const CONNECTIONS: usize = 1_000;
+    let fds_before = open_fds();
+    let server = start(
+        config().with_max_message_size(64 * KIB),
+        Counting::default(),
+    );
+    let addr = server.local_addr();
+    let mut good = Good::connect(&server);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut open = Vec::new();
+    for i in 0..CONNECTIONS {
+        let mut s = raw_ws(addr);
+        let bytes: Vec<u8> = if i % 2 == 0 {
+            mutated_stream(&mut rng)
+        } else {
+            (0..1 + rng.below(2048)).map(|_| rng.next() as u8).collect()
+        };
+        // Split at a random point, as reads would.
+        let cut = rng.below(bytes.len());
+        let _ = s
+            .write_all(&bytes[..cut])
+            .and_then(|()| s.write_all(&bytes[cut..]));
+        open.push(s);
+        if i % 250 == 0 {
+            good.echo("among the random streams");
+        }
+    }
+    // Every connection ends: either the server closed it, or the client does now.
+    drop(open);
+    let stats = wait_for_stats(&server, PATIENCE, |s| s.open == 1);
+    good.echo("after the random streams");
+    let by_code: Vec<(u16, u64)> = [1000, 1002, 1005, 1006, 1007, 1009]
+        .into_iter()
+        .map(|c| (c, stats.closed_with(c)))
+        .collect();
+    eprintln!("random streams: closes by code {by_code:?}");
+    assert_eq!(stats.closed(), CONNECTIONS as u64, "{stats:?}");
+    assert!(
+        stats.closed_with(1002) > CONNECTIONS as u64 / 4,
+        "{stats:?}"
+    );
+    drop(good);
+    stop(server, fds_before);
+}
+
 // ---- protocol violations --------------------------------------------------------------
 
 #[test]

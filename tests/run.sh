@@ -13,3 +13,6 @@ bash tests/autobahn/run.sh
 
 echo "== wsload smoke run against the echo example"
 bash loadtest/smoke.sh
+
+echo "== fuzzing: every target for 30 s (installs cargo-fuzz into .cache/ on first run)"
+bash fuzz/run.sh 30

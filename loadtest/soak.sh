@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The soak: wsload mixes echo, idle and abusive clients against the echo example for
 # SECONDS (default 20, the CI form) after a 5 s warm-up round, and fails if any echo
-# was wrong or lost, any abuser was answered otherwise than expected, the server's
-# sockets did not come back to their start, or its RSS ended more than 10% above the
-# baseline taken after the warm-up round.
+# was wrong, extra or lost, any idle cycle or abuser's answer was not the one
+# expected, the server's sockets did not come back to their start, or its RSS ended
+# more than 10% above the warm-up round's peak (see loadtest/README.md).
 #
 #   bash loadtest/soak.sh [SECONDS]
 #

@@ -218,8 +218,13 @@ struct SoakArgs {
     #[arg(long, default_value_t = 5.0)]
     idle_hold: f64,
     /// Abusive connections at once, each cycling through every kind of abuse.
-    #[arg(long, default_value_t = 9)]
+    #[arg(long, default_value_t = 10)]
     abusers: usize,
+    /// The kinds of abuse, comma-separated (default: all of them): slowloris,
+    /// garbage, oversized-handshake, huge-frame, invalid-utf8, unmasked,
+    /// reset-mid-frame, vanish, never-reads, flood-reset.
+    #[arg(long, value_delimiter = ',')]
+    kinds: Vec<String>,
     /// Seconds between samples of the server (0: about 30 over the soak round, at
     /// least one a second).
     #[arg(long, default_value_t = 0.0)]
@@ -382,6 +387,17 @@ fn soak(args: &SoakArgs) -> Result<bool, String> {
             args.rss_tolerance
         ));
     }
+    let kinds = if args.kinds.is_empty() {
+        soak::Abuse::ALL.to_vec()
+    } else {
+        args.kinds
+            .iter()
+            .map(|name| {
+                soak::Abuse::from_name(name)
+                    .ok_or_else(|| format!("--kinds: no abuse called {name:?}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
     let spec = soak::Spec {
         url: args.url.clone(),
         duration,
@@ -391,6 +407,7 @@ fn soak(args: &SoakArgs) -> Result<bool, String> {
         idle_connections: args.idle_connections,
         idle_hold: seconds(args.idle_hold)?,
         abusers: args.abusers,
+        kinds,
         sample_interval: seconds(args.sample_interval)?,
         server_pid: args.server_pid,
         rss_tolerance: args.rss_tolerance / 100.0,

@@ -23,6 +23,10 @@ pub const NEVER_READS_FOR: Duration = Duration::from_secs(3);
 pub const NEVER_READS_MESSAGE: usize = 16 * 1024;
 /// Its receive buffer: a small window, so what the server echoes queues in the server.
 pub const NEVER_READS_WINDOW: usize = 4096;
+/// A flood-reset client sends this many small messages in one write, and resets:
+/// the server still has some of them unread when the reset arrives, and what it
+/// answers them with must go nowhere (not to the next connection it serves).
+pub const FLOOD_MESSAGES: usize = 2048;
 /// How long a client waits for the answer it expects.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -47,10 +51,13 @@ pub enum Abuse {
     Vanish,
     /// After the upgrade, sends pings and messages and never reads a byte.
     NeverReads,
+    /// After the upgrade, a flood of small messages in one write, never reading,
+    /// and a reset at once.
+    FloodReset,
 }
 
 impl Abuse {
-    pub const ALL: [Abuse; 9] = [
+    pub const ALL: [Abuse; 10] = [
         Abuse::Slowloris,
         Abuse::Garbage,
         Abuse::OversizedHandshake,
@@ -60,6 +67,7 @@ impl Abuse {
         Abuse::ResetMidFrame,
         Abuse::Vanish,
         Abuse::NeverReads,
+        Abuse::FloodReset,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,7 +81,13 @@ impl Abuse {
             Abuse::ResetMidFrame => "reset-mid-frame",
             Abuse::Vanish => "vanish",
             Abuse::NeverReads => "never-reads",
+            Abuse::FloodReset => "flood-reset",
         }
+    }
+
+    /// The kind called `name`.
+    pub fn from_name(name: &str) -> Option<Abuse> {
+        Abuse::ALL.into_iter().find(|a| a.name() == name)
     }
 
     /// Whether the client completes the upgrade before it misbehaves.
@@ -85,6 +99,7 @@ impl Abuse {
                 | Abuse::Unmasked
                 | Abuse::ResetMidFrame
                 | Abuse::NeverReads
+                | Abuse::FloodReset
         )
     }
 
@@ -97,7 +112,7 @@ impl Abuse {
             Abuse::HugeFrame => Observed::Close(1009),
             Abuse::InvalidUtf8 => Observed::Close(1007),
             Abuse::Unmasked => Observed::Close(1002),
-            Abuse::ResetMidFrame | Abuse::Vanish => Observed::Left,
+            Abuse::ResetMidFrame | Abuse::Vanish | Abuse::FloodReset => Observed::Left,
             Abuse::NeverReads => Observed::Held,
         }
     }
@@ -184,6 +199,7 @@ impl Abuse {
                 let key = handshake::encode_key([9; 16]);
                 handshake::write_request(&mut out, host, path, &key, &[], &[]);
             }
+            Abuse::FloodReset => out = flood(),
             Abuse::Vanish | Abuse::NeverReads => {}
         }
         out
@@ -234,6 +250,22 @@ impl fmt::Display for Observed {
             Observed::HandshakeFailed => f.write_str("upgrade failed"),
         }
     }
+}
+
+/// How a flood-reset client's messages begin.
+pub const FLOOD_MARK: &[u8] = b"flood-reset: a reply to this belongs to no one else";
+
+/// A flood-reset client's messages: small and binary, each carrying the marker so
+/// that one delivered to another client is recognised.
+fn flood() -> Vec<u8> {
+    let mut payload = [b'.'; 100];
+    payload[..FLOOD_MARK.len()].copy_from_slice(FLOOD_MARK);
+    let mut out = Vec::with_capacity(FLOOD_MESSAGES * (payload.len() + 6));
+    for i in 0..FLOOD_MESSAGES {
+        payload[96..].copy_from_slice(&(i as u32).to_be_bytes());
+        out.extend(client_frame(OpCode::Binary, true, &payload));
+    }
+    out
 }
 
 /// The status of an HTTP response's first line (`HTTP/1.1 431 ...`), if it is one.
@@ -305,6 +337,13 @@ mod tests {
         // Half a frame: fewer bytes than its header announces.
         let half = Abuse::ResetMidFrame.payload(0, host, "/");
         assert_eq!(half.len(), 8 + 1024);
+        // Small frames, each with its marker.
+        let burst = Abuse::FloodReset.payload(0, host, "/");
+        assert_eq!(burst.len(), FLOOD_MESSAGES * (6 + 100));
+        assert_eq!(&burst[..2], &[0x82, 0x80 | 100]);
+        let mut first = burst[6..106].to_vec();
+        apply_mask(&mut first, MASK, 0);
+        assert!(first.starts_with(FLOOD_MARK));
         let request = Abuse::Slowloris.payload(0, host, "/");
         assert!(request.starts_with(b"GET / HTTP/1.1\r\n"));
     }

@@ -18,7 +18,7 @@ const PRINTED_SAMPLES: usize = 60;
 pub struct Sample {
     /// Seconds since the soak began.
     pub seconds: f64,
-    /// start, warm-up, baseline, soak, end.
+    /// start, warm-up, settled (after the warm-up, every client closed), soak, end.
     pub phase: &'static str,
     pub rss_bytes: Option<u64>,
     /// The server's open sockets: its listeners and connections.
@@ -81,13 +81,16 @@ pub struct ServerSummary {
     pub pid: u32,
     /// Before any soak client connected.
     pub rss_start_bytes: u64,
-    /// After the warm-up round, every client closed.
+    /// The most during the warm-up round, its closes included: the baseline.
+    pub rss_warmup_peak_bytes: Option<u64>,
+    /// After the warm-up round, every client closed and the sockets back.
     pub rss_warm_bytes: Option<u64>,
+    /// The most over the whole run (read every 100 ms).
     pub rss_peak_bytes: u64,
     /// The last sample of the soak round, its clients still connected.
     pub rss_loaded_end_bytes: u64,
-    /// After the soak round, every client closed.
-    pub rss_end_bytes: u64,
+    /// After the soak round, every client closed (`None`: the server was gone).
+    pub rss_end_bytes: Option<u64>,
     /// Which figure the end is held to.
     pub rss_baseline: &'static str,
     pub rss_baseline_bytes: u64,
@@ -96,7 +99,8 @@ pub struct ServerSummary {
     pub rss_tolerance_percent: f64,
     pub sockets_start: usize,
     pub sockets_after_warmup: Option<usize>,
-    pub sockets_end: usize,
+    /// `None`: the server was gone.
+    pub sockets_end: Option<usize>,
     /// How long the server took to close its last socket after the soak round.
     pub settle_seconds: f64,
 }
@@ -222,14 +226,17 @@ impl SoakReport {
         );
         match &self.server {
             Some(s) => {
+                let some_mib = |b: Option<u64>| {
+                    b.map_or_else(|| "-".to_string(), |b| format!("{:.1} MiB", mib(b)))
+                };
                 println!(
-                    "  server RSS    start {:.1} MiB, after warm-up {}, peak {:.1} MiB, soak's last sample {:.1} MiB, end {:.1} MiB",
+                    "  server RSS    start {:.1} MiB, warm-up peak {}, after warm-up {}, peak {:.1} MiB, soak's last sample {:.1} MiB, end {:.1} MiB",
                     mib(s.rss_start_bytes),
-                    s.rss_warm_bytes
-                        .map_or_else(|| "-".to_string(), |b| format!("{:.1} MiB", mib(b))),
+                    some_mib(s.rss_warmup_peak_bytes),
+                    some_mib(s.rss_warm_bytes),
                     mib(s.rss_peak_bytes),
                     mib(s.rss_loaded_end_bytes),
-                    mib(s.rss_end_bytes)
+                    s.rss_end_bytes.map_or(f64::NAN, mib)
                 );
                 println!(
                     "                end vs baseline ({}): {:+.1}% (at most {:+.0}%); end vs start: {:+.1}%",
@@ -243,7 +250,8 @@ impl SoakReport {
                     s.sockets_start,
                     s.sockets_after_warmup
                         .map_or_else(|| "-".to_string(), |n| n.to_string()),
-                    s.sockets_end,
+                    s.sockets_end
+                        .map_or_else(|| "-".to_string(), |n| n.to_string()),
                     s.settle_seconds
                 );
             }

@@ -48,7 +48,7 @@ impl Churn {
         };
         let sent = conn.client.send(&bytes);
         match kind {
-            Abuse::ResetMidFrame => {
+            Abuse::ResetMidFrame | Abuse::FloodReset => {
                 if let Some(conn) = self.conns.try_remove(key) {
                     net::abort(conn.client.stream);
                     self.end_slot(conn.slot, conn.job, Ending::Saw(Observed::Left));
@@ -71,7 +71,7 @@ impl Churn {
             return;
         };
         // A client that never reads does not read.
-        if kind == Abuse::NeverReads {
+        if matches!(kind, Abuse::NeverReads | Abuse::FloodReset) {
             return;
         }
         if kind.upgrades() {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{Churn, Ending, RawRead, State, read_raw};
 use crate::client::{Failure, Received};
+use crate::soak::abuse::FLOOD_MARK;
 
 impl Churn {
     pub(super) fn idle_opened(&mut self, key: usize, now: Instant) {
@@ -26,16 +27,20 @@ impl Churn {
             return self.idle_await_eof(key, scratch);
         }
         // Holding or closing: nothing may arrive but the server's close frame.
-        let mut messages = 0u64;
+        let (mut messages, mut foreign) = (0u64, 0u64);
         let result = conn
             .client
-            .receive(scratch, &self.limits, None, |_, Received::Message(_)| {
-                messages += 1
+            .receive(scratch, &self.limits, None, |_, Received::Message(m)| {
+                messages += 1;
+                foreign += u64::from(m.as_bytes().starts_with(FLOOD_MARK));
             });
         let (state, code) = (conn.state, conn.client.close_code);
+        if foreign > 0 {
+            let what = "replies to another client (flood-reset) on an idle connection";
+            return self.idle_failed(key, what.into());
+        }
         if messages > 0 {
-            self.idle_failed(key, "a message on an idle connection".into());
-            return;
+            return self.idle_failed(key, "a message on an idle connection".into());
         }
         let Err(failure) = result else {
             return;

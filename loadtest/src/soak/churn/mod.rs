@@ -43,6 +43,12 @@ pub struct Plan {
     /// The mean time an idle connection stays open (each hold is 0.5 to 1.5 times it).
     pub idle_hold: Duration,
     pub abusers: usize,
+    /// The kinds the abusive slots cycle through (not empty).
+    pub kinds: Vec<Abuse>,
+    /// Every abusive slot begins as a client that never reads (when that kind is
+    /// in the cycle): the most the mix can make the server hold at once, for the
+    /// warm-up round.
+    pub prime: bool,
 }
 
 /// What the churning thread and the main thread share: the stop signal and live
@@ -185,9 +191,17 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
         next_start: now,
         cycle: 0,
     }));
+    let prime = plan.prime && plan.kinds.contains(&Abuse::NeverReads);
     slots.extend((0..plan.abusers).map(|i| Slot {
         // Slot i begins with kind i, so every kind runs from the first second on.
-        job: abuse_for(i, 0),
+        job: if prime {
+            Job::Abuse {
+                kind: Abuse::NeverReads,
+                variant: 0,
+            }
+        } else {
+            abuse_for(&plan.kinds, i, 0)
+        },
         active: false,
         next_start: now,
         cycle: 0,
@@ -211,11 +225,14 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> io::Result<Outcome> {
 
 /// What abuse slot `index` runs on its `cycle`-th connection: the next kind, and
 /// the next variant of it once every kind has had its turn.
-fn abuse_for(index: usize, cycle: u64) -> Job {
-    let n = Abuse::ALL.len() as u64;
+fn abuse_for(kinds: &[Abuse], index: usize, cycle: u64) -> Job {
+    let n = kinds.len().max(1) as u64;
     let turn = index as u64 + cycle;
     Job::Abuse {
-        kind: Abuse::ALL[(turn % n) as usize],
+        kind: kinds
+            .get((turn % n) as usize)
+            .copied()
+            .unwrap_or(Abuse::Vanish),
         variant: turn / n,
     }
 }
@@ -301,14 +318,14 @@ impl Churn {
         self.slots[slot].active = true;
         let source = net::source_for(self.started, SOURCES);
         self.started += 1;
-        let never_reads = matches!(
+        let small_window = matches!(
             job,
             Job::Abuse {
-                kind: Abuse::NeverReads,
+                kind: Abuse::NeverReads | Abuse::FloodReset,
                 ..
             }
         );
-        let window = never_reads.then_some(NEVER_READS_WINDOW);
+        let window = small_window.then_some(NEVER_READS_WINDOW);
         let stream = match net::connect_with_receive_buffer(self.plan.target, Some(source), window)
         {
             Ok(stream) => stream,
@@ -355,13 +372,13 @@ impl Churn {
             Job::Idle => Duration::from_millis(100 + (self.random() * 200.0) as u64),
             Job::Abuse { .. } => Duration::from_millis(50),
         };
-        let first_abuser = self.plan.idle;
+        let index = slot.wrapping_sub(self.plan.idle);
         let s = &mut self.slots[slot];
         s.active = false;
         s.cycle += 1;
         s.next_start = Instant::now() + pause;
         if let Job::Abuse { .. } = s.job {
-            s.job = abuse_for(slot - first_abuser, s.cycle);
+            s.job = abuse_for(&self.plan.kinds, index, s.cycle);
         }
     }
 

@@ -419,11 +419,17 @@ impl Worker {
         if opened_now {
             self.opened_one(key);
         }
+        let answers_inflight = matches!(self.plan.scenario, Scenario::Echo | Scenario::Rate);
+        let mut answered = 0;
         for &(_, latency, ok) in arrivals.iter() {
             self.outcome.received += 1;
-            if !ok {
+            // A reply with nothing in flight is one too many (a server that sent
+            // someone else's messages here, say): wrong, whatever its bytes.
+            let extra = answers_inflight && latency.is_none();
+            if !ok || extra {
                 self.outcome.errors.mismatch += 1;
             }
+            answered += usize::from(!extra);
             if self.phase == MEASURE {
                 self.measured += 1;
                 if let Some(latency) = latency {
@@ -431,10 +437,10 @@ impl Worker {
                 }
             }
         }
-        // Echo: one message back for each that arrived, in one write.
+        // Echo: one message back for each reply to one in flight, in one write; an
+        // extra reply does not raise the number in flight.
         if self.plan.scenario == Scenario::Echo && self.sending() {
-            let count = arrivals.len();
-            self.send_echoes(key, count);
+            self.send_echoes(key, answered);
         }
         if let Err(failure) = result {
             // A close or reset after the run stopped is the end of the test, not an error.

@@ -14,5 +14,8 @@ bash tests/autobahn/run.sh
 echo "== wsload smoke run against the echo example"
 bash loadtest/smoke.sh
 
+echo "== soak: echo, idle and abusive clients against the echo example for 20 s"
+bash loadtest/soak.sh 20
+
 echo "== fuzzing: every target for 30 s (installs cargo-fuzz into .cache/ on first run)"
 bash fuzz/run.sh 30

@@ -831,6 +831,41 @@ fn a_storm_of_10000_connects_and_resets_leaves_no_connection_and_no_descriptor_b
     stop(server, fds_before);
 }
 
+// ---- replies never cross connections ---------------------------------------------------
+
+#[test]
+fn the_replies_to_a_client_reset_in_the_middle_of_a_turn_reach_nobody_else() {
+    let _serial = serial();
+    const ROUNDS: usize = 300;
+    let fds_before = open_fds();
+    // One reactor: the flooder and the good client take turns on it.
+    let server = start(config().with_reactors(1), Echo);
+    let addr = server.local_addr();
+    let mut good = raw_ws(addr);
+    // More than one 64 KiB read of small messages, then a reset: the server reads,
+    // answers into its cork, and the next read fails with the reset.
+    let flood: Vec<u8> = (0..1_500)
+        .flat_map(|_| masked(FIN | BINARY, &[0xee; 60]))
+        .collect();
+    for round in 0..ROUNDS {
+        let mut flooder = raw_ws(addr);
+        flooder.write_all(&flood).unwrap();
+        reset(flooder);
+        let mine = format!("round {round}");
+        good.write_all(&masked(FIN | TEXT, mine.as_bytes()))
+            .unwrap();
+        let got = read_frame(&mut good).expect("the good client's echo");
+        assert_eq!(
+            got,
+            (TEXT, mine.into_bytes()),
+            "round {round}: the good client got someone else's reply"
+        );
+    }
+    drop(good);
+    wait_for_stats(&server, PATIENCE, |s| s.open == 0);
+    stop(server, fds_before);
+}
+
 // ---- half-open clients -----------------------------------------------------------------
 
 #[test]

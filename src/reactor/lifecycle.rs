@@ -111,8 +111,11 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// The peer closed the TCP connection or it failed.
+    /// The peer of the connection being served closed the TCP connection or it
+    /// failed. What this turn answered it and did not write yet is dropped with it:
+    /// the cork is the served connection's, and the next one served must not get it.
     pub(super) fn peer_gone(&mut self, key: usize) {
+        self.output.cork.clear();
         self.remove(key);
     }
 

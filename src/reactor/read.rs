@@ -14,6 +14,9 @@ impl<H: Handler> Reactor<H> {
     // ---- reading ----------------------------------------------------------------
 
     pub(super) fn readable(&mut self, key: usize) {
+        // The cork holds only the replies of the connection being served, and every
+        // turn ends with it written or dropped.
+        debug_assert!(self.output.cork.is_empty(), "a cork left by another turn");
         let mut budget = self.config.read_budget;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -56,6 +59,7 @@ impl<H: Handler> Reactor<H> {
                 Ok(n) => {
                     self.process(key, input);
                     if self.conns.get(key).is_none() {
+                        self.output.cork.clear();
                         return;
                     }
                     budget = budget.saturating_sub(n);

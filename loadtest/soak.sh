@@ -3,7 +3,7 @@
 # SECONDS (default 20, the CI form) after a 5 s warm-up round, and fails if any echo
 # was wrong, extra or lost, any idle cycle or abuser's answer was not the one
 # expected, the server's sockets did not come back to their start, or its RSS ended
-# more than 10% above the warm-up round's peak (see loadtest/README.md).
+# more than 10% above its peak in the first half of the run (see loadtest/README.md).
 #
 #   bash loadtest/soak.sh [SECONDS]
 #

@@ -81,8 +81,10 @@ pub struct ServerSummary {
     pub pid: u32,
     /// Before any soak client connected.
     pub rss_start_bytes: u64,
-    /// The most during the warm-up round, its closes included: the baseline.
+    /// The most during the warm-up round, its closes included.
     pub rss_warmup_peak_bytes: Option<u64>,
+    /// The most during the soak round's first half.
+    pub rss_first_half_peak_bytes: Option<u64>,
     /// After the warm-up round, every client closed and the sockets back.
     pub rss_warm_bytes: Option<u64>,
     /// The most over the whole run (read every 100 ms).
@@ -230,10 +232,11 @@ impl SoakReport {
                     b.map_or_else(|| "-".to_string(), |b| format!("{:.1} MiB", mib(b)))
                 };
                 println!(
-                    "  server RSS    start {:.1} MiB, warm-up peak {}, after warm-up {}, peak {:.1} MiB, soak's last sample {:.1} MiB, end {:.1} MiB",
+                    "  server RSS    start {:.1} MiB, warm-up peak {}, after warm-up {}, soak's first-half peak {}, peak {:.1} MiB, soak's last sample {:.1} MiB, end {:.1} MiB",
                     mib(s.rss_start_bytes),
                     some_mib(s.rss_warmup_peak_bytes),
                     some_mib(s.rss_warm_bytes),
+                    some_mib(s.rss_first_half_peak_bytes),
                     mib(s.rss_peak_bytes),
                     mib(s.rss_loaded_end_bytes),
                     s.rss_end_bytes.map_or(f64::NAN, mib)

@@ -1010,6 +1010,38 @@ fn mutated_and_random_streams_after_the_upgrade_never_take_down_a_reactor() {
     stop(server, fds_before);
 }
 
+// ---- a close that comes with the last bytes ----------------------------------------------
+
+#[test]
+fn a_close_arriving_with_the_last_bytes_is_seen_without_waiting_for_a_timeout() {
+    let _serial = serial();
+    const CLIENTS: usize = 300;
+    let fds_before = open_fds();
+    // No idle timeout: only the close itself may end these connections.
+    let server = start(config().with_idle_timeout(None), Counting::default());
+    let addr = server.local_addr();
+    let mut good = Good::connect(&server);
+    let half_frame = masked(FIN | BINARY, &[9u8; 1000]);
+    for i in 0..CLIENTS {
+        let mut s = raw_ws(addr);
+        // Part of a frame, and at once a FIN or a reset: one readiness event for both.
+        let ending = &half_frame[..1 + i % 500];
+        if i % 2 == 0 {
+            s.write_all(ending).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            drop(s);
+        } else {
+            s.write_all(ending).unwrap();
+            reset(s);
+        }
+    }
+    let stats = wait_for_stats(&server, Duration::from_secs(5), |s| s.open == 1);
+    good.echo("after the closes");
+    assert_eq!(stats.closed_with(1006), CLIENTS as u64, "{stats:?}");
+    drop(good);
+    stop(server, fds_before);
+}
+
 // ---- protocol violations --------------------------------------------------------------
 
 #[test]

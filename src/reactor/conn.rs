@@ -45,6 +45,9 @@ pub(crate) mod flag {
     /// Reading stopped because the replies the peer does not read passed the
     /// backpressure limit: resume when the queue is back under it.
     pub(crate) const READ_PAUSED: u8 = 16;
+    /// A readiness event reported the peer's FIN or an error: read until the end
+    /// is seen, a short read notwithstanding.
+    pub(crate) const PEER_CLOSED: u8 = 32;
 }
 
 /// A connection slot.

@@ -200,8 +200,9 @@ impl<H: Handler> Reactor<H> {
                         {
                             continue; // a stale event for a reused slot
                         }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.readable(key);
+                        let closed = event.is_read_closed() || event.is_error();
+                        if event.is_readable() || closed {
+                            self.readable(key, closed);
                         } else if event.is_writable() {
                             self.writable(key);
                         }
@@ -209,7 +210,7 @@ impl<H: Handler> Reactor<H> {
                 }
             }
             for key in std::mem::take(&mut self.deferred) {
-                self.readable(key);
+                self.readable(key, false);
             }
             if self.accept_pending {
                 self.accept();

@@ -13,10 +13,18 @@ use crate::proto::{CloseCode, CloseState, Decoded, Event};
 impl<H: Handler> Reactor<H> {
     // ---- reading ----------------------------------------------------------------
 
-    pub(super) fn readable(&mut self, key: usize) {
+    /// Reads and serves connection `key`. `closed` says the readiness event also
+    /// reported the peer's FIN or an error: from then on a short read does not mean
+    /// the socket is drained, since the end came with the last bytes and raises no
+    /// edge of its own, so reading goes on until the end is seen (in this turn or,
+    /// past the read budget or a pause, in a later one).
+    pub(super) fn readable(&mut self, key: usize, closed: bool) {
         // The cork holds only the replies of the connection being served, and every
         // turn ends with it written or dropped.
         debug_assert!(self.output.cork.is_empty(), "a cork left by another turn");
+        if closed && let Some(conn) = self.conns.get_mut(key) {
+            conn.set(flag::PEER_CLOSED);
+        }
         let mut budget = self.config.read_budget;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -35,6 +43,7 @@ impl<H: Handler> Reactor<H> {
             }
             // Every read lands in the scratch buffer; a connection holding a
             // partial message gets the new bytes appended to its own buffer.
+            let drained_on_short_read = !conn.has(flag::PEER_CLOSED);
             let mut scratch = std::mem::take(&mut self.scratch);
             let result = read(&mut conn.stream, &mut scratch);
             let asked = scratch.len();
@@ -63,7 +72,7 @@ impl<H: Handler> Reactor<H> {
                         return;
                     }
                     budget = budget.saturating_sub(n);
-                    if n < asked {
+                    if n < asked && drained_on_short_read {
                         break; // the socket is drained: the next byte raises a new edge
                     }
                     if budget == 0 {

@@ -4,21 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --locked --quiet -p wsload -p wsreactor --example echo --bin wsload
-target=${CARGO_TARGET_DIR:-target}/release
-
-log=$(mktemp)
-"$target/examples/echo" --addr 127.0.0.1:0 --threads 2 >"$log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null || true; rm -f "$log"' EXIT
-
-# Wait for "listening on ADDR".
-for _ in $(seq 100); do
-    addr=$(sed -n 's/^listening on \([^ ]*\).*/\1/p' "$log")
-    [[ -n $addr ]] && break
-    sleep 0.05
-done
-[[ -n ${addr:-} ]] || { echo "smoke: the echo example did not start" >&2; cat "$log" >&2; exit 1; }
+source loadtest/echo-server.sh
+start_echo
 
 timeout 60 "$target/wsload" echo --url "ws://$addr/" --connections 200 --pipeline 2 \
     --duration 4 --warmup 1 --server-pid "$server" --quiet --strict

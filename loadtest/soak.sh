@@ -13,26 +13,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${1:-20}
-cargo build --release --locked --quiet -p wsload -p wsreactor --example echo --bin wsload
-target=${CARGO_TARGET_DIR:-target}/release
+source loadtest/echo-server.sh
 
 server_pin=() client_pin=()
 if [[ ${SOAK_PIN:-0} == 1 ]]; then
     server_pin=(taskset -c 0) client_pin=(taskset -c 1)
 fi
 
-log=$(mktemp)
-"${server_pin[@]}" "$target/examples/echo" --addr 127.0.0.1:0 --threads 2 >"$log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null || true; rm -f "$log"' EXIT
-
-# Wait for "listening on ADDR".
-for _ in $(seq 100); do
-    addr=$(sed -n 's/^listening on \([^ ]*\).*/\1/p' "$log")
-    [[ -n $addr ]] && break
-    sleep 0.05
-done
-[[ -n ${addr:-} ]] || { echo "soak: the echo example did not start" >&2; cat "$log" >&2; exit 1; }
+start_echo "${server_pin[@]}"
 
 # Bounded: the rounds, their closes (a few seconds each) and the settling (10 s at
 # most) fit well inside the timeout.

@@ -175,8 +175,7 @@ impl Report {
     }
 
     pub fn write_json(&self, path: &Path) -> Result<(), String> {
-        let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
-        std::fs::write(path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))
+        write_json(self, path)
     }
 
     /// Throughput over time (top) and the latency percentile curve (bottom).
@@ -185,37 +184,22 @@ impl Report {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (top, bottom) = root.split_vertically(350);
 
-        let max_rate = self.timeline.iter().cloned().fold(1.0, f64::max) * 1.1;
-        let seconds = self.timeline.len().max(1) as f64;
-        let mut chart = ChartBuilder::on(&top)
-            .caption(
-                format!(
-                    "{} per second — {} {}",
-                    self.unit(),
-                    self.scenario,
-                    self.target
-                ),
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..seconds, 0f64..max_rate)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("second")
-            .draw()
-            .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(LineSeries::new(
-                self.timeline
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &r)| (i as f64 + 1.0, r)),
-                &BLUE,
-            ))
-            .map_err(|e| e.to_string())?;
+        time_series(
+            &top,
+            &format!(
+                "{} per second — {} {}",
+                self.unit(),
+                self.scenario,
+                self.target
+            ),
+            self.timeline.len().max(1) as f64,
+            self.timeline
+                .iter()
+                .enumerate()
+                .map(|(i, &r)| (i as f64 + 1.0, r))
+                .collect(),
+            &BLUE,
+        )?;
 
         // Percentiles on a "nines" axis: 0 → 0, 90 → 1, 99 → 2, 99.9 → 3 ...
         let nines = |p: f64| {
@@ -254,4 +238,38 @@ impl Report {
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())
     }
+}
+
+/// Writes `value` as pretty JSON to `path`.
+pub fn write_json<T: Serialize>(value: &T, path: &Path) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    std::fs::write(path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Draws one line over time in `area`: x in seconds up to `seconds`, y from 0 to a
+/// tenth above the highest point.
+pub fn time_series<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    seconds: f64,
+    points: Vec<(f64, f64)>,
+    colour: &RGBColor,
+) -> Result<(), String> {
+    let max = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..seconds, 0f64..max)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("second")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(LineSeries::new(points, colour))
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }

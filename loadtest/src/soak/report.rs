@@ -7,7 +7,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use crate::report::Latency;
+use crate::report::{Latency, time_series};
 use crate::worker::Errors;
 
 /// The most sample rows printed; the JSON has them all.
@@ -314,8 +314,7 @@ impl SoakReport {
     }
 
     pub fn write_json(&self, path: &Path) -> Result<(), String> {
-        let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
-        std::fs::write(path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))
+        crate::report::write_json(self, path)
     }
 
     /// The server's RSS (top) and open sockets (bottom) over time.
@@ -329,47 +328,19 @@ impl SoakReport {
             .iter()
             .filter_map(|s| Some((s.seconds, mib(s.rss_bytes?))))
             .collect();
-        let max_rss = rss.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
-        let mut chart = ChartBuilder::on(&top)
-            .caption(
-                format!("server RSS (MiB), soak {}", self.target),
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..seconds, 0f64..max_rss)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("second")
-            .draw()
-            .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(LineSeries::new(rss, &BLUE))
-            .map_err(|e| e.to_string())?;
-
+        time_series(
+            &top,
+            &format!("server RSS (MiB), soak {}", self.target),
+            seconds,
+            rss,
+            &BLUE,
+        )?;
         let sockets: Vec<(f64, f64)> = self
             .samples
             .iter()
             .filter_map(|s| Some((s.seconds, s.sockets? as f64)))
             .collect();
-        let max_sockets = sockets.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
-        let mut chart = ChartBuilder::on(&bottom)
-            .caption("server sockets", ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..seconds, 0f64..max_sockets)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("second")
-            .draw()
-            .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(LineSeries::new(sockets, &RED))
-            .map_err(|e| e.to_string())?;
+        time_series(&bottom, "server sockets", seconds, sockets, &RED)?;
         root.present().map_err(|e| e.to_string())
     }
 }

@@ -58,6 +58,17 @@ pub struct Config {
     /// How long to wait for the peer's close frame (and then the TCP close) after the
     /// server sent one. Default 5 s; after it, the connection is dropped.
     pub close_timeout: Duration,
+    /// How long an open connection's output queue may go without the kernel taking
+    /// a byte of it. Default 30 s: a peer that has read nothing for that long while
+    /// the server has data for it is gone or hostile (a mobile link changing cells
+    /// stalls for seconds, not tens of seconds), and without it such a peer keeps
+    /// its queue until the idle timer, or forever with `idle_timeout: None`. Like
+    /// nginx's `send_timeout`, it restarts whenever the kernel takes some bytes. At
+    /// the limit the connection is dropped without a close handshake (no close
+    /// frame could reach the peer either); `on_close` reports 1008 and "write
+    /// timeout", and [`Stats::write_timeouts`](crate::Stats::write_timeouts)
+    /// counts it. `None` disables it.
+    pub write_timeout: Option<Duration>,
     /// The most bytes a connection may have queued for sending (beyond what the
     /// kernel took). Default 1 MiB: a few seconds of a busy feed, and 1 GiB for a
     /// thousand stuck readers at worst. What happens to a send at the limit is
@@ -79,10 +90,21 @@ pub struct Config {
     /// How many bytes one connection may read in one event-loop turn before the
     /// reactor serves others. Default 256 KiB (four reads of the 64 KiB buffer).
     pub read_budget: usize,
+    /// The most a reactor's command queue holds (commands from [`Sender`] waiting for
+    /// the reactor), in bytes: each command counts its payload plus 64 bytes.
+    /// Default 16 MiB: a quarter of a million small sends, or sixteen 1 MiB frames,
+    /// queued between two loop turns, while a producer that outruns the reactors
+    /// cannot grow the process without bound. At the limit a `Sender` call returns
+    /// [`QueueStatus::Full`](crate::QueueStatus::Full) and queues nothing.
+    ///
+    /// [`Sender`]: crate::Sender
+    pub max_queued_command_bytes: usize,
     /// How many idle read buffers each reactor keeps for reuse. Default 64: enough
     /// for the connections that hold partial frames at once in a busy reactor,
     /// without holding memory for a burst that has passed.
     pub pooled_buffers: usize,
+    /// The timer wheel's first tick (tests start it near 2^32 to cross the edge).
+    pub(crate) timer_origin: u64,
 }
 
 impl Default for Config {
@@ -94,12 +116,15 @@ impl Default for Config {
             handshake_timeout: Some(Duration::from_secs(10)),
             idle_timeout: Some(Duration::from_secs(120)),
             close_timeout: Duration::from_secs(5),
+            write_timeout: Some(Duration::from_secs(30)),
             max_backpressure: 1 << 20,
             backpressure_policy: BackpressurePolicy::Drop,
             reactors: std::thread::available_parallelism().map_or(1, usize::from),
             backlog: 4096,
             read_budget: 256 * 1024,
             pooled_buffers: 64,
+            max_queued_command_bytes: 16 << 20,
+            timer_origin: 0,
         }
     }
 }
@@ -143,6 +168,18 @@ impl Config {
         self
     }
 
+    /// Sets the write timeout (`None` disables it).
+    pub fn with_write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets the byte limit of each reactor's command queue.
+    pub fn with_max_queued_command_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_command_bytes = bytes;
+        self
+    }
+
     /// Sets the backpressure limit and what happens at it.
     pub fn with_backpressure(mut self, max_bytes: usize, policy: BackpressurePolicy) -> Self {
         self.max_backpressure = max_bytes;
@@ -169,6 +206,7 @@ impl Config {
             self.handshake_timeout,
             self.idle_timeout,
             Some(self.close_timeout),
+            self.write_timeout,
         ]
         .into_iter()
         .flatten()
@@ -190,6 +228,8 @@ mod tests {
         assert_eq!(c.handshake_timeout, Some(Duration::from_secs(10)));
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(120)));
         assert_eq!(c.close_timeout, Duration::from_secs(5));
+        assert_eq!(c.write_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(c.max_queued_command_bytes, 16 << 20);
         assert_eq!(c.max_backpressure, 1 << 20);
         assert_eq!(c.backpressure_policy, BackpressurePolicy::Drop);
         assert!(c.reactors >= 1);

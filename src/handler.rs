@@ -7,7 +7,8 @@ use bytes::Bytes;
 use crate::proto::handshake::{HttpRequest, Request};
 use crate::proto::{CloseCode, Message};
 use crate::reactor::conn::{Conn, Phase};
-use crate::reactor::output::Output;
+use crate::reactor::output::{Output, Owner};
+use crate::status::SendStatus;
 
 /// A connection's identity, valid for as long as the connection lives.
 ///
@@ -35,25 +36,6 @@ impl fmt::Debug for ConnId {
             self.reactor, self.slot, self.generation
         )
     }
-}
-
-/// What became of a message handed to [`Socket::send`] or a peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SendStatus {
-    /// Written to the kernel, or corked to be written at the end of this turn.
-    Sent,
-    /// Accepted, but it waits in the connection's queue behind bytes the kernel has
-    /// not taken yet; [`Handler::on_drain`] is called when the queue empties.
-    Backpressure,
-    /// Not sent: the connection's queue is at [`Config::max_backpressure`]
-    /// (the connection is also closing if the policy is
-    /// [`BackpressurePolicy::Close`]).
-    ///
-    /// [`Config::max_backpressure`]: crate::Config::max_backpressure
-    /// [`BackpressurePolicy::Close`]: crate::BackpressurePolicy::Close
-    Dropped,
-    /// Not sent: the connection is closing or closed.
-    Closed,
 }
 
 /// The answer to an upgrade request.
@@ -237,7 +219,8 @@ impl<S> Socket<'_, S> {
         } else {
             crate::proto::OpCode::Binary
         };
-        self.output.send(self.conn, opcode, message.as_bytes())
+        self.output
+            .send(Owner::from(self.id), self.conn, opcode, message.as_bytes())
     }
 
     /// Sends a text message.
@@ -255,20 +238,25 @@ impl<S> Socket<'_, S> {
         if payload.len() > crate::proto::frame::MAX_CONTROL_PAYLOAD {
             return SendStatus::Dropped;
         }
-        self.output
-            .send(self.conn, crate::proto::OpCode::Ping, payload)
+        self.output.send(
+            Owner::from(self.id),
+            self.conn,
+            crate::proto::OpCode::Ping,
+            payload,
+        )
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to 123 bytes).
     /// Messages may still arrive until the peer answers; nothing more can be sent.
     pub fn close(&mut self, code: CloseCode, reason: &str) {
-        self.output.close(self.conn, code, reason);
+        self.output
+            .close(Owner::from(self.id), self.conn, code, reason);
     }
 
     /// Bytes sent to this connection that the kernel has not taken yet (including
     /// those corked in this turn).
     pub fn buffered_amount(&self) -> usize {
-        self.output.buffered(self.conn)
+        self.output.buffered(Owner::from(self.id), self.conn)
     }
 
     /// Whether the connection is open for sending.

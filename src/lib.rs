@@ -51,14 +51,16 @@ pub mod proto;
 pub(crate) mod reactor;
 pub mod server;
 pub mod stats;
+pub mod status;
 
 pub use config::{BackpressurePolicy, Config};
 pub use error::{Error, Result};
-pub use handler::{ConnId, Handler, HttpResponse, SendStatus, Socket, Upgrade};
+pub use handler::{ConnId, Handler, HttpResponse, Socket, Upgrade};
 pub use proto::handshake::{HttpRequest, Request};
 pub use proto::{CloseCode, Message};
 pub use server::{Sender, Server, ServerBuilder, ServerHandle, encode};
 pub use stats::Stats;
+pub use status::{QueueStatus, SendStatus};
 
 /// The README's examples, compiled as doc tests.
 #[doc = include_str!("../README.md")]

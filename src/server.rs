@@ -15,8 +15,9 @@ use crate::error::{Error, Result};
 use crate::handler::{ConnId, Handler};
 use crate::proto::frame::{FrameHeader, OpCode};
 use crate::proto::{CloseCode, Message};
-use crate::reactor::{Command, Reactor, Shared};
+use crate::reactor::{Command, Reactor, Shared, WAKER};
 use crate::stats::Stats;
+use crate::status::QueueStatus;
 
 /// Builds a [`Server`].
 ///
@@ -75,7 +76,8 @@ impl ServerBuilder {
         let mut shared = Vec::with_capacity(listeners.len());
         for _ in &listeners {
             let poll = Poll::new()?;
-            shared.push(Arc::new(Shared::new(&poll)?));
+            let limit = config.max_queued_command_bytes;
+            shared.push(Arc::new(Shared::new(&poll, WAKER, limit)?));
             polls.push(poll);
         }
         Ok(Server {
@@ -228,9 +230,16 @@ impl<H: Handler> ReactorParts<H> {
 fn spawn_reactor<H: Handler>(index: usize, parts: ReactorParts<H>) -> Result<JoinHandle<()>> {
     let thread = std::thread::Builder::new()
         .name(format!("wsreactor-{index}"))
-        .spawn(move || match parts.build() {
-            Ok(reactor) => reactor.run(),
-            Err(e) => eprintln!("wsreactor: reactor {index} failed to start: {e}"),
+        .spawn(move || {
+            let shared = parts.shared.clone();
+            match parts.build() {
+                Ok(reactor) => reactor.run(),
+                Err(e) => {
+                    // Its queue must refuse commands, as after an exit.
+                    shared.close();
+                    eprintln!("wsreactor: reactor {index} failed to start: {e}");
+                }
+            }
         })?;
     Ok(thread)
 }
@@ -279,7 +288,8 @@ impl ServerHandle {
 
     /// Shuts down gracefully and waits for the reactor threads: stops accepting,
     /// sends close 1001 to every connection after what is already queued for it,
-    /// waits up to `timeout` for the close handshakes, then drops what is left.
+    /// waits up to `timeout` for the close handshakes (`Duration::MAX`: as long as
+    /// they take), then drops what is left.
     ///
     /// # Errors
     ///
@@ -306,7 +316,18 @@ impl Drop for ServerHandle {
 ///
 /// Each send goes through the owning reactor's command queue, woken by a
 /// `mio::Waker`; a broadcast encodes its frame once and every connection's queue
-/// gets a clone of the same `Bytes`.
+/// gets a clone of the same `Bytes`. Every call says whether its command was queued
+/// ([`QueueStatus`]): each reactor's queue is bounded
+/// ([`Config::max_queued_command_bytes`]), and refuses everything once the reactor
+/// has exited (after shutdown).
+///
+/// # Ordering
+///
+/// Commands from one thread to one reactor run in the order they were queued. A
+/// command runs between two event-loop turns' callbacks, so a message sent through
+/// a `Sender` and one sent by [`Socket::send`](crate::Socket::send) in a callback
+/// reach a connection in the order the reactor handles them, which is not the
+/// order of the calls in real time.
 #[derive(Clone)]
 pub struct Sender {
     reactors: Arc<[Arc<Shared>]>,
@@ -314,55 +335,77 @@ pub struct Sender {
 
 impl Sender {
     /// Sends `message` to connection `id`. A stale id (its connection closed, even if
-    /// the slot was reused) reaches nobody. Delivery is asynchronous: backpressure
+    /// the slot was reused) reaches nobody. `Queued` is not delivery: backpressure
     /// applies at the reactor as for any send.
-    pub fn send(&self, id: ConnId, message: Message<'_>) {
-        self.send_frame(id, encode(message));
+    pub fn send(&self, id: ConnId, message: Message<'_>) -> QueueStatus {
+        self.send_frame(id, encode(message))
     }
 
     /// Sends a frame encoded with [`encode`] (for example once, to several ids).
-    pub fn send_frame(&self, id: ConnId, frame: Bytes) {
-        if let Some(reactor) = self.reactors.get(id.reactor()) {
-            reactor.push(Command::Send { id, frame });
+    pub fn send_frame(&self, id: ConnId, frame: Bytes) -> QueueStatus {
+        match self.reactors.get(id.reactor()) {
+            Some(reactor) => reactor.push(Command::Send { id, frame }),
+            None => QueueStatus::Closed,
         }
     }
 
-    /// Sends `message` to every open connection of every reactor.
-    pub fn broadcast(&self, message: Message<'_>) {
-        self.broadcast_frame(encode(message), None);
+    /// Sends `message` to every open connection of every reactor. It is queued for
+    /// every reactor or for none: `Full` if any reactor's queue lacks room, `Closed`
+    /// if any reactor has exited.
+    pub fn broadcast(&self, message: Message<'_>) -> QueueStatus {
+        self.broadcast_frame(encode(message), None)
     }
 
-    /// Sends `message` to every open connection except `except`.
-    pub fn broadcast_except(&self, message: Message<'_>, except: ConnId) {
-        self.broadcast_frame(encode(message), Some(except));
+    /// Sends `message` to every open connection except `except`, as
+    /// [`broadcast`](Self::broadcast).
+    pub fn broadcast_except(&self, message: Message<'_>, except: ConnId) -> QueueStatus {
+        self.broadcast_frame(encode(message), Some(except))
     }
 
-    fn broadcast_frame(&self, frame: Bytes, except: Option<ConnId>) {
+    fn broadcast_frame(&self, frame: Bytes, except: Option<ConnId>) -> QueueStatus {
+        let command = || Command::Broadcast {
+            frame: frame.clone(),
+            except,
+        };
+        // Every queue is locked, always in reactor order (reactors lock only their
+        // own), so that the check and the pushes are one step for all of them.
+        let mut queues: Vec<_> = self.reactors.iter().map(|r| r.lock()).collect();
+        for (reactor, queue) in self.reactors.iter().zip(&queues) {
+            let status = reactor.admits(queue, &command());
+            if status != QueueStatus::Queued {
+                return status;
+            }
+        }
+        for (reactor, queue) in self.reactors.iter().zip(&mut queues) {
+            reactor.enqueue(queue, command());
+        }
+        drop(queues);
         for reactor in self.reactors.iter() {
-            reactor.push(Command::Broadcast {
-                frame: frame.clone(),
-                except,
-            });
+            reactor.wake();
         }
+        QueueStatus::Queued
     }
 
-    /// Starts the close handshake of connection `id`.
-    pub fn close(&self, id: ConnId, code: CloseCode, reason: &str) {
-        if let Some(reactor) = self.reactors.get(id.reactor()) {
-            reactor.push(Command::Close {
+    /// Starts the close handshake of connection `id` with `code` and `reason`.
+    pub fn close(&self, id: ConnId, code: CloseCode, reason: &str) -> QueueStatus {
+        match self.reactors.get(id.reactor()) {
+            Some(reactor) => reactor.push(Command::Close {
                 id,
                 code,
                 reason: reason.to_owned(),
-            });
+            }),
+            None => QueueStatus::Closed,
         }
     }
 
     /// Asks every reactor to shut down gracefully within `timeout` (see
-    /// [`ServerHandle::shutdown`]); returns at once.
+    /// [`ServerHandle::shutdown`]); returns at once. A shutdown is never refused for
+    /// room: it runs behind the commands queued before it. A timeout too large to
+    /// add to the current time (`Duration::MAX`) means no deadline.
     pub fn shutdown(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         for reactor in self.reactors.iter() {
-            reactor.push(Command::Shutdown { deadline });
+            let _ = reactor.push(Command::Shutdown { deadline });
         }
     }
 
@@ -376,18 +419,12 @@ impl Sender {
 /// many connections without another copy.
 pub fn encode(message: Message<'_>) -> Bytes {
     let payload = message.as_bytes();
-    let header = FrameHeader {
-        fin: true,
-        rsv: 0,
-        opcode: if message.is_text() {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        },
-        mask: None,
-        payload_len: payload.len() as u64,
-    }
-    .encode();
+    let opcode = if message.is_text() {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    };
+    let header = FrameHeader::outgoing(opcode, true, payload.len(), None).encode();
     let mut frame = BytesMut::with_capacity(header.as_bytes().len() + payload.len());
     frame.extend_from_slice(header.as_bytes());
     frame.extend_from_slice(payload);

@@ -16,6 +16,8 @@ pub(crate) struct LocalStats {
     pub(crate) messages_out: u64,
     pub(crate) bytes_out: u64,
     pub(crate) dropped: u64,
+    pub(crate) write_timeouts: u64,
+    pub(crate) turns: u64,
     pub(crate) closes: [u64; CODES + 1],
 }
 
@@ -37,6 +39,8 @@ pub(crate) struct SharedStats {
     messages_out: AtomicU64,
     bytes_out: AtomicU64,
     dropped: AtomicU64,
+    write_timeouts: AtomicU64,
+    turns: AtomicU64,
     closes: [AtomicU64; CODES + 1],
 }
 
@@ -51,6 +55,8 @@ impl SharedStats {
         self.messages_out.store(local.messages_out, Relaxed);
         self.bytes_out.store(local.bytes_out, Relaxed);
         self.dropped.store(local.dropped, Relaxed);
+        self.write_timeouts.store(local.write_timeouts, Relaxed);
+        self.turns.store(local.turns, Relaxed);
         for (cell, value) in self.closes.iter().zip(local.closes) {
             cell.store(value, Relaxed);
         }
@@ -66,6 +72,8 @@ impl SharedStats {
             messages_out: self.messages_out.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
+            write_timeouts: self.write_timeouts.load(Relaxed),
+            loop_turns: self.turns.load(Relaxed),
             closes: std::array::from_fn(|i| self.closes[i].load(Relaxed)),
         }
     }
@@ -92,6 +100,12 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Messages dropped at the backpressure limit.
     pub dropped: u64,
+    /// Connections dropped by the write timeout (also counted as closed with 1008).
+    pub write_timeouts: u64,
+    /// Event-loop turns: a busy reactor makes one per batch of events, an idle one
+    /// about one per timer tick. A figure that grows by millions a second on an idle
+    /// server means the loop spins.
+    pub loop_turns: u64,
     closes: [u64; CODES + 1],
 }
 
@@ -119,6 +133,8 @@ impl Stats {
             total.messages_out += s.messages_out;
             total.bytes_out += s.bytes_out;
             total.dropped += s.dropped;
+            total.write_timeouts += s.write_timeouts;
+            total.loop_turns += s.loop_turns;
             for (t, c) in total.closes.iter_mut().zip(s.closes) {
                 *t += c;
             }

@@ -128,8 +128,6 @@ pub enum CloseState {
     /// We sent a close frame and wait for the peer's. Incoming data is still
     /// delivered; nothing more may be sent.
     SentClose,
-    /// The peer sent a close frame; our reply is queued but not yet written.
-    ReceivedClose,
     /// Both close frames have crossed, or the connection was failed: the transport
     /// should be closed.
     Closed,

@@ -125,6 +125,19 @@ impl fmt::Display for FrameError {
 impl std::error::Error for FrameError {}
 
 impl FrameHeader {
+    /// The header of a frame this endpoint sends: no RSV bits, masked with `mask` in
+    /// the client role (`None` in the server role). Every frame the crate writes gets
+    /// its header here.
+    pub fn outgoing(opcode: OpCode, fin: bool, payload_len: usize, mask: Option<[u8; 4]>) -> Self {
+        FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload_len as u64,
+        }
+    }
+
     /// Parses a header from the start of `buf`, received by an endpoint of `role`.
     ///
     /// `allowed_rsv` holds the RSV bits that a negotiated extension permits (0 when

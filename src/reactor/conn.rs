@@ -3,15 +3,11 @@
 //! The slot is the whole memory of an idle connection in user space: the socket,
 //! the protocol state, the user's session, a deadline and two optional indices (a
 //! read buffer while a message is partly received, an output queue while the kernel
-//! does not take everything). A unit test pins its size.
+//! does not take everything). A unit test in `output.rs` pins its size.
 
-use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
-
-use bytes::{Buf, Bytes};
 use mio::net::TcpStream;
 
-use super::timer::Tick;
+use super::timer::Stamp;
 use crate::proto::Connection;
 
 /// "No buffer" / "no queue" for the index fields.
@@ -48,6 +44,9 @@ pub(crate) mod flag {
     /// A readiness event reported the peer's FIN or an error: read until the end
     /// is seen, a short read notwithstanding.
     pub(crate) const PEER_CLOSED: u8 = 32;
+    /// The output queue has stopped draining: the deadline is the write timeout's,
+    /// and input does not push it back.
+    pub(crate) const WRITE_WAIT: u8 = 64;
 }
 
 /// A connection slot.
@@ -58,9 +57,9 @@ pub(crate) struct Conn<S> {
     pub(crate) session: Option<S>,
     pub(crate) generation: u32,
     /// When the current timeout fires (0: none).
-    pub(crate) deadline: Tick,
+    pub(crate) deadline: Stamp,
     /// The tick of this connection's live entry in the timer wheel (0: none).
-    pub(crate) timer_at: Tick,
+    pub(crate) timer_at: Stamp,
     /// Index of the read buffer holding a partial message, or [`NONE`].
     pub(crate) input: u32,
     /// Index of the output queue, or [`NONE`].
@@ -98,121 +97,5 @@ impl<S> Conn<S> {
 
     pub(crate) fn clear(&mut self, f: u8) {
         self.flags &= !f;
-    }
-}
-
-/// Bytes the kernel has not taken yet, as shared segments (a broadcast frame is one
-/// `Bytes` shared by every queue it is in).
-#[derive(Debug, Default)]
-pub(crate) struct OutQueue {
-    segments: VecDeque<Bytes>,
-    len: usize,
-}
-
-/// The most segments handed to one `writev`.
-const MAX_IOVECS: usize = 64;
-
-impl OutQueue {
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    pub(crate) fn push(&mut self, bytes: Bytes) {
-        if !bytes.is_empty() {
-            self.len += bytes.len();
-            self.segments.push_back(bytes);
-        }
-    }
-
-    /// Writes as much as the kernel takes, with vectored writes. Returns `Ok(true)`
-    /// when the queue is empty afterwards.
-    pub(crate) fn flush(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
-        while !self.segments.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut count = 0;
-            for (slot, seg) in slices.iter_mut().zip(self.segments.iter()) {
-                *slot = IoSlice::new(seg);
-                count += 1;
-            }
-            match stream.write_vectored(&slices[..count]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.consume(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
-    }
-
-    fn consume(&mut self, mut n: usize) {
-        self.len -= n.min(self.len);
-        while n > 0 {
-            let Some(front) = self.segments.front_mut() else {
-                return;
-            };
-            if front.len() <= n {
-                n -= front.len();
-                self.segments.pop_front();
-            } else {
-                front.advance(n);
-                n = 0;
-            }
-        }
-    }
-}
-
-/// Writes `bufs` once (vectored), retrying on EINTR. Returns how much was taken;
-/// `WouldBlock` counts as zero.
-pub(crate) fn write_once(stream: &mut TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    loop {
-        // One buffer (the usual cork) goes through write(2): writev(2) costs more in
-        // the kernel for the same bytes.
-        let result = match bufs {
-            [one] => stream.write(one),
-            _ => stream.write_vectored(bufs),
-        };
-        match result {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The shape of `slab`'s private entry type, to measure a slot as the slab stores it.
-    #[allow(dead_code)]
-    enum SlabEntry<T> {
-        Vacant(usize),
-        Occupied(T),
-    }
-
-    #[test]
-    fn an_idle_connection_slot_is_small() {
-        let conn = std::mem::size_of::<Conn<()>>();
-        let slot = std::mem::size_of::<SlabEntry<Conn<()>>>();
-        let proto = std::mem::size_of::<Connection>();
-        println!("slab slot for the echo handler: {slot} bytes (Conn {conn}, proto {proto})");
-        assert!(slot <= 128, "slot is {slot} bytes");
-    }
-
-    #[test]
-    fn consume_walks_across_segments() {
-        let mut q = OutQueue::default();
-        q.push(Bytes::from_static(b"abc"));
-        q.push(Bytes::new());
-        q.push(Bytes::from_static(b"defg"));
-        assert_eq!(q.len(), 7);
-        q.consume(4);
-        assert_eq!(q.len(), 3);
-        assert_eq!(q.segments.len(), 1);
-        assert_eq!(&q.segments[0][..], b"efg");
-        q.consume(3);
-        assert!(q.len() == 0 && q.segments.is_empty());
     }
 }

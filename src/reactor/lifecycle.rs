@@ -2,13 +2,18 @@
 
 use std::net::Shutdown;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::Reactor;
 use super::conn::{NONE, Phase, flag};
-use super::output::Flushed;
+use super::output::{Flushed, Owner};
+use super::timer::{before, is_due};
 use crate::handler::{ConnId, Handler};
-use crate::proto::CloseCode;
+use crate::proto::{CloseCode, OpCode};
+
+/// How many times one turn calls `on_drain` for a connection whose queue keeps
+/// emptying (see `finish_turn`).
+const DRAIN_ROUNDS: usize = 4;
 
 impl<H: Handler> Reactor<H> {
     // ---- writing ----------------------------------------------------------------
@@ -37,23 +42,37 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// Flushes the cork and the queue of `key`; calls `on_drain` when a queue that
-    /// met backpressure empties; shuts down our side once a draining connection has
-    /// written everything.
+    /// Ends the turn of `key`: writes its cork and queue; calls `on_drain` when a
+    /// queue that met backpressure empties, and writes what it sent; shuts down our
+    /// side once a draining connection has written everything. Every round starts
+    /// with a flush, so what the last `on_drain` sent is written or queued before
+    /// this returns. A handler that refills its queue in every `on_drain` while the
+    /// kernel keeps taking it gets [`DRAIN_ROUNDS`] calls here, and the rest in the
+    /// following turns.
     pub(super) fn finish_turn(&mut self, key: usize) {
-        for _ in 0..2 {
+        for round in 0.. {
             let Some(conn) = self.conns.get_mut(key) else {
-                self.output.cork.clear();
                 return;
             };
-            match self.output.flush(conn) {
-                Ok(Flushed::Partly) => return,
+            let owner = Owner::of(key, conn);
+            let buffered = self.output.buffered(owner, conn);
+            let waiting = conn.has(flag::WRITE_WAIT);
+            match self.output.flush(owner, conn) {
+                Ok(Flushed::Partly) => {
+                    let progressed = self.output.queued(conn) < buffered;
+                    self.write_waiting(key, progressed);
+                    return;
+                }
+                Ok(Flushed::All) if waiting => self.write_waiting(key, true),
                 Ok(Flushed::All) => {}
                 Err(_) => {
                     self.peer_gone(key);
                     return;
                 }
             }
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
             if conn.phase == Phase::Draining {
                 if !conn.has(flag::WRITE_SHUT) {
                     conn.set(flag::WRITE_SHUT);
@@ -66,10 +85,72 @@ impl<H: Handler> Reactor<H> {
             if !conn.has(flag::WANTS_DRAIN) {
                 return;
             }
+            if round == DRAIN_ROUNDS {
+                // No writable edge will come for an empty queue: call on_drain
+                // again next turn.
+                self.deferred.push(key);
+                return;
+            }
             conn.clear(flag::WANTS_DRAIN);
             self.callback(key, |h, ws| h.on_drain(ws));
-            // Flush again what on_drain sent.
         }
+    }
+
+    /// Keeps the write timer of an open connection: started when its queue stops
+    /// draining, restarted whenever the kernel takes some of it, and replaced by
+    /// the idle timer once the queue is empty. While it runs, input does not push
+    /// the deadline back: a peer that sends but never reads is still evicted.
+    fn write_waiting(&mut self, key: usize, progressed: bool) {
+        let Some(write) = self.timeouts.write else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase != Phase::Open {
+            return;
+        }
+        if conn.output != NONE {
+            if progressed || !conn.has(flag::WRITE_WAIT) {
+                conn.set(flag::WRITE_WAIT);
+                self.set_deadline(key, write);
+            }
+        } else if conn.has(flag::WRITE_WAIT) {
+            conn.clear(flag::WRITE_WAIT);
+            match self.timeouts.idle {
+                Some(idle) => self.set_deadline(key, idle),
+                None => self.clear_deadline(key),
+            }
+        }
+    }
+
+    /// Delivers bytes staged for a connection whose turn ended without writing
+    /// them: a cork another path left behind, and strays displaced from the cork.
+    /// Each goes to the connection it was staged for, or nowhere if that
+    /// connection is gone; never to another.
+    pub(super) fn settle(&mut self) {
+        if let Some(owner) = self.output.cork_owner() {
+            self.deliver(owner, None);
+        }
+        if self.output.has_strays() {
+            for (owner, bytes) in self.output.take_strays() {
+                self.deliver(owner, Some(bytes));
+            }
+        }
+    }
+
+    fn deliver(&mut self, owner: Owner, stray: Option<bytes::Bytes>) {
+        let key = owner.key as usize;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.generation != owner.generation {
+            return;
+        }
+        if let Some(bytes) = stray {
+            self.output.enqueue(conn, bytes);
+        }
+        self.finish_turn(key);
     }
 
     /// Moves a connection to draining: nothing more is read; what is queued is
@@ -79,8 +160,9 @@ impl<H: Handler> Reactor<H> {
             return;
         };
         conn.phase = Phase::Draining;
-        let timeout = self.config.close_timeout;
-        self.set_deadline(key, timeout);
+        conn.clear(flag::WRITE_WAIT);
+        let close = self.timeouts.close;
+        self.set_deadline(key, close);
     }
 
     // ---- closing ----------------------------------------------------------------
@@ -111,25 +193,28 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// The peer of the connection being served closed the TCP connection or it
-    /// failed. What this turn answered it and did not write yet is dropped with it:
-    /// the cork is the served connection's, and the next one served must not get it.
+    /// The peer of connection `key` closed the TCP connection or it failed: it is
+    /// dropped with everything staged for it.
     pub(super) fn peer_gone(&mut self, key: usize) {
-        self.output.cork.clear();
         self.remove(key);
     }
 
     /// Drops a connection and everything it holds.
     pub(super) fn remove(&mut self, key: usize) {
+        self.remove_because(key, "");
+    }
+
+    /// Drops a connection, reporting `reason` to `on_close` with its close code.
+    pub(super) fn remove_because(&mut self, key: usize, reason: &str) {
         let code = match self.conns.get(key) {
             Some(conn) => conn.close_code,
             None => return,
         };
-        self.report_close(key, CloseCode(code), "");
+        self.report_close(key, CloseCode(code), reason);
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
-        self.output.release(&mut conn);
+        self.output.release(Owner::of(key, &conn), &mut conn);
         if conn.input != NONE
             && let Some(held) = self.inputs.try_remove(conn.input as usize)
         {
@@ -147,13 +232,16 @@ impl<H: Handler> Reactor<H> {
 
     // ---- timers -----------------------------------------------------------------
 
-    pub(super) fn set_deadline(&mut self, key: usize, after: Duration) {
-        let deadline = self.wheel.deadline(after);
+    /// Sets the deadline of `key` to `ticks` from now.
+    pub(super) fn set_deadline(&mut self, key: usize, ticks: u32) {
+        let deadline = self.wheel.deadline(ticks);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         conn.deadline = deadline;
-        if conn.timer_at == 0 || deadline < conn.timer_at {
+        // A live entry due before the new deadline finds it moved and re-schedules
+        // itself; one due after it would fire late, so schedule anew.
+        if conn.timer_at == 0 || before(deadline, conn.timer_at) {
             conn.timer_at = self.wheel.schedule(deadline, (key as u32, conn.generation));
         }
     }
@@ -187,7 +275,7 @@ impl<H: Handler> Reactor<H> {
             if conn.deadline == 0 {
                 continue;
             }
-            if conn.deadline > now {
+            if !is_due(conn.deadline, now) {
                 conn.timer_at = self.wheel.schedule(conn.deadline, (key as u32, generation));
                 continue;
             }
@@ -206,17 +294,25 @@ impl<H: Handler> Reactor<H> {
                 self.output.stats.rejected += 1;
                 self.remove(key);
             }
+            Phase::Open if conn.has(flag::WRITE_WAIT) => {
+                // The peer has taken nothing for the write timeout: no close frame
+                // could reach it either.
+                self.output.stats.write_timeouts += 1;
+                conn.close_code = CloseCode::POLICY_VIOLATION.0;
+                self.remove_because(key, "write timeout");
+            }
             Phase::Open => {
-                let Some(idle) = self.config.idle_timeout else {
+                let Some(idle) = self.timeouts.idle else {
                     return;
                 };
+                let owner = Owner::of(key, conn);
                 if conn.has(flag::PINGED) {
                     self.output
-                        .close(conn, CloseCode::GOING_AWAY, "idle timeout");
+                        .close(owner, conn, CloseCode::GOING_AWAY, "idle timeout");
                     self.after_callback(key);
                 } else {
                     conn.set(flag::PINGED);
-                    let _ = self.output.send(conn, crate::proto::OpCode::Ping, b"");
+                    let _ = self.output.send(owner, conn, OpCode::Ping, b"");
                     self.set_deadline(key, idle);
                 }
                 self.finish_turn(key);

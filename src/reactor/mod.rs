@@ -10,33 +10,39 @@
 //! 4. runs the commands other threads queued (sends, broadcasts, closes, shutdown);
 //! 5. fires the timers that are due, and publishes the counters.
 
+mod commands;
 pub(crate) mod conn;
 mod lifecycle;
 pub(crate) mod output;
+mod queue;
 mod read;
 pub(crate) mod timer;
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::buf::{BufferPool, ReadBuf};
 use crate::config::Config;
-use crate::handler::{ConnId, Handler};
-use crate::proto::CloseCode;
-use crate::stats::SharedStats;
-use conn::{Conn, Phase};
+use crate::handler::Handler;
+pub(crate) use commands::{Command, Shared};
+use conn::Conn;
 use output::Output;
-use timer::{Entry, Tick, TimerWheel};
+use timer::{Entry, Stamp, TimerWheel};
+
+// A token packs a slab key (low 32 bits) and its generation (high 32 bits).
+const _: () = assert!(
+    usize::BITS >= 64,
+    "wsreactor packs a slot and a generation into a mio token: it needs a 64-bit usize"
+);
 
 const LISTENER: Token = Token(usize::MAX);
-const WAKER: Token = Token(usize::MAX - 1);
+pub(crate) const WAKER: Token = Token(usize::MAX - 1);
 
 /// The size of the shared read buffer.
 const SCRATCH: usize = 64 * 1024;
@@ -47,57 +53,14 @@ const ACCEPT_BUDGET: usize = 256;
 /// The most headers parsed on the stack; a larger configured limit uses the heap.
 const STACK_HEADERS: usize = 64;
 
-/// A request from another thread.
-pub(crate) enum Command {
-    Send {
-        id: ConnId,
-        frame: Bytes,
-    },
-    Broadcast {
-        frame: Bytes,
-        except: Option<ConnId>,
-    },
-    Close {
-        id: ConnId,
-        code: CloseCode,
-        reason: String,
-    },
-    Shutdown {
-        deadline: Instant,
-    },
-}
-
-/// What a reactor shares with the rest of the process.
-pub(crate) struct Shared {
-    pub(crate) commands: Mutex<Vec<Command>>,
-    /// Set while commands wait, so that senders wake the reactor once, not per
-    /// command.
-    pending: AtomicBool,
-    waker: Waker,
-    pub(crate) stats: SharedStats,
-}
-
-impl Shared {
-    pub(crate) fn new(poll: &Poll) -> io::Result<Shared> {
-        Ok(Shared {
-            commands: Mutex::new(Vec::new()),
-            pending: AtomicBool::new(false),
-            waker: Waker::new(poll.registry(), WAKER)?,
-            stats: SharedStats::default(),
-        })
-    }
-
-    /// Queues a command and wakes the reactor if it was not already woken.
-    pub(crate) fn push(&self, command: Command) {
-        match self.commands.lock() {
-            Ok(mut queue) => queue.push(command),
-            Err(poisoned) => poisoned.into_inner().push(command),
-        }
-        if !self.pending.swap(true, Ordering::AcqRel) {
-            // A failed wake means the reactor is gone; there is nobody to tell.
-            let _ = self.waker.wake();
-        }
-    }
+/// The configured timeouts, in wheel ticks (computed once: a division per use
+/// would cost a 128-bit division per read).
+#[derive(Clone, Copy)]
+struct Timeouts {
+    handshake: Option<u32>,
+    idle: Option<u32>,
+    close: u32,
+    write: Option<u32>,
 }
 
 /// The input of one read, while it is processed.
@@ -118,18 +81,27 @@ pub(crate) struct Reactor<H: Handler> {
     scratch: Vec<u8>,
     output: Output,
     wheel: TimerWheel,
-    due: Vec<(Entry, Tick)>,
+    timeouts: Timeouts,
+    due: Vec<(Entry, Stamp)>,
     handler: H,
     config: Config,
     shared: Arc<Shared>,
     next_generation: u32,
-    shutdown: Option<Instant>,
+    /// Set once shutting down: the deadline for the close handshakes (`None`: none).
+    shutdown: Option<Option<Instant>>,
     /// Connections whose read budget ran out: read again next turn (edge-triggered
     /// readiness will not report them again).
     deferred: Vec<usize>,
+    /// The other half of `deferred`, swapped in while it is served (no allocation).
+    deferred_spare: Vec<usize>,
     accept_pending: bool,
     accept_paused: bool,
-    commands: Vec<Command>,
+    /// Commands taken from the shared queue and not yet run.
+    commands: VecDeque<Command>,
+    /// Commands wait (woken, or left over from the last turn's budget).
+    commands_pending: bool,
+    /// Reused by broadcasts, so they do not allocate.
+    broadcast_keys: Vec<usize>,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -144,7 +116,13 @@ impl<H: Handler> Reactor<H> {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let wheel = TimerWheel::new(config.timer_tick(), Instant::now());
+        let wheel = TimerWheel::new(config.timer_tick(), Instant::now(), config.timer_origin);
+        let timeouts = Timeouts {
+            handshake: config.handshake_timeout.map(|t| wheel.ticks(t)),
+            idle: config.idle_timeout.map(|t| wheel.ticks(t)),
+            close: wheel.ticks(config.close_timeout),
+            write: config.write_timeout.map(|t| wheel.ticks(t)),
+        };
         let max_pooled = 4 * SCRATCH;
         Ok(Reactor {
             index,
@@ -156,6 +134,7 @@ impl<H: Handler> Reactor<H> {
             scratch: vec![0; SCRATCH],
             output: Output::new(config.max_backpressure, config.backpressure_policy),
             wheel,
+            timeouts,
             due: Vec::new(),
             handler,
             config,
@@ -163,17 +142,23 @@ impl<H: Handler> Reactor<H> {
             next_generation: 1,
             shutdown: None,
             deferred: Vec::new(),
+            deferred_spare: Vec::new(),
             accept_pending: true,
             accept_paused: false,
-            commands: Vec::new(),
+            commands: VecDeque::new(),
+            commands_pending: true,
+            broadcast_keys: Vec::new(),
         })
     }
 
-    /// Runs until shut down and every connection is gone.
+    /// Runs until shut down and every connection is gone. From then on (or if the
+    /// thread panics) the reactor's command queue refuses everything.
     pub(crate) fn run(mut self) {
+        let shared = self.shared.clone();
+        let _closed = commands::CloseOnExit(&shared);
         let mut events = Events::with_capacity(1024);
         loop {
-            let busy = !self.deferred.is_empty() || self.accept_pending;
+            let busy = !self.deferred.is_empty() || self.accept_pending || self.commands_pending;
             let timeout = if busy {
                 Duration::ZERO
             } else {
@@ -186,10 +171,11 @@ impl<H: Handler> Reactor<H> {
                 self.drop_all();
                 return;
             }
+            self.output.stats.turns += 1;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_pending = true,
-                    WAKER => self.run_commands(),
+                    WAKER => self.commands_pending = true,
                     Token(token) => {
                         let key = token & 0xffff_ffff;
                         let generation = (token >> 32) as u32;
@@ -209,13 +195,20 @@ impl<H: Handler> Reactor<H> {
                     }
                 }
             }
-            for key in std::mem::take(&mut self.deferred) {
+            let spare = std::mem::take(&mut self.deferred_spare);
+            let mut deferred = std::mem::replace(&mut self.deferred, spare);
+            for key in deferred.drain(..) {
                 self.readable(key, false);
+            }
+            self.deferred_spare = deferred;
+            if self.commands_pending {
+                self.run_commands();
             }
             if self.accept_pending {
                 self.accept();
             }
             self.timers();
+            self.settle();
             self.shared
                 .stats
                 .publish(&self.output.stats, self.conns.len());
@@ -223,7 +216,7 @@ impl<H: Handler> Reactor<H> {
                 if self.conns.is_empty() {
                     return;
                 }
-                if Instant::now() >= deadline {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
                     self.drop_all();
                     self.shared.stats.publish(&self.output.stats, 0);
                     return;
@@ -281,95 +274,8 @@ impl<H: Handler> Reactor<H> {
         }
         entry.insert(Conn::new(stream, generation));
         self.output.stats.accepted += 1;
-        if let Some(timeout) = self.config.handshake_timeout {
-            self.set_deadline(key, timeout);
-        }
-    }
-
-    // ---- commands from other threads -----------------------------------------------
-
-    fn conn_key(&self, id: ConnId) -> Option<usize> {
-        let key = id.slot as usize;
-        let conn = self.conns.get(key)?;
-        (id.reactor == self.index && conn.generation == id.generation).then_some(key)
-    }
-
-    fn run_commands(&mut self) {
-        self.shared.pending.store(false, Ordering::Release);
-        let mut commands = std::mem::take(&mut self.commands);
-        match self.shared.commands.lock() {
-            Ok(mut queue) => std::mem::swap(&mut *queue, &mut commands),
-            Err(poisoned) => std::mem::swap(&mut *poisoned.into_inner(), &mut commands),
-        }
-        for command in commands.drain(..) {
-            match command {
-                Command::Send { id, frame } => {
-                    if let Some(key) = self.conn_key(id) {
-                        self.send_shared(key, &frame);
-                    }
-                }
-                Command::Broadcast { frame, except } => {
-                    let except = except.and_then(|id| self.conn_key(id));
-                    let keys: Vec<usize> = self
-                        .conns
-                        .iter()
-                        .filter(|(k, c)| c.phase == Phase::Open && Some(*k) != except)
-                        .map(|(k, _)| k)
-                        .collect();
-                    for key in keys {
-                        self.send_shared(key, &frame);
-                    }
-                }
-                Command::Close { id, code, reason } => {
-                    if let Some(key) = self.conn_key(id) {
-                        if let Some(conn) = self.conns.get_mut(key) {
-                            self.output.close(conn, code, &reason);
-                        }
-                        self.after_callback(key);
-                        self.finish_turn(key);
-                    }
-                }
-                Command::Shutdown { deadline } => self.begin_shutdown(deadline),
-            }
-        }
-        self.commands = commands;
-    }
-
-    fn send_shared(&mut self, key: usize, frame: &Bytes) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let _ = self.output.send_shared(conn, frame);
-        if !self.output.cork.is_empty() {
-            // The backpressure policy closed the connection.
-            self.after_callback(key);
-            self.finish_turn(key);
-        }
-    }
-
-    /// Stops accepting, closes every connection with 1001, and lets the loop end
-    /// once they are gone or the deadline passes.
-    fn begin_shutdown(&mut self, deadline: Instant) {
-        self.shutdown = Some(self.shutdown.map_or(deadline, |d| d.min(deadline)));
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
-        }
-        self.accept_pending = false;
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            match conn.phase {
-                Phase::Handshake => self.remove(key),
-                Phase::Open => {
-                    self.output
-                        .close(conn, CloseCode::GOING_AWAY, "server shutting down");
-                    self.after_callback(key);
-                    self.finish_turn(key);
-                }
-                Phase::Closing | Phase::Draining => {}
-            }
+        if let Some(ticks) = self.timeouts.handshake {
+            self.set_deadline(key, ticks);
         }
     }
 }

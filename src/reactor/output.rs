@@ -1,22 +1,29 @@
 //! The write path: cork, direct write, queue the rest, backpressure.
 //!
-//! Sends made to the connection being served in this turn are appended to one
-//! per-reactor cork buffer and leave in a single write when the turn ends for that
-//! connection (an echo costs one read and one write). Only the bytes the kernel does
-//! not take are copied into the connection's [`OutQueue`], as `Bytes`; frames shared
-//! by many connections (broadcasts) are queued as clones, never copied.
+//! Sends to a connection are staged in the reactor's one cork buffer and leave in a
+//! single write when that connection's turn ends (an echo costs one read and one
+//! write). The cork is lent to one connection at a time and knows which: every byte
+//! in it was staged for [`Cork::owner`], only that connection's socket or queue ever
+//! receives them, and a connection that stages bytes while the cork holds another's
+//! displaces them into [`Output::strays`], tagged with their owner, for the reactor
+//! to deliver. So a path that forgets to flush can delay bytes, never misdeliver
+//! them. Only the bytes the kernel does not take are copied into the connection's
+//! [`OutQueue`], as `Bytes`; frames shared by many connections (broadcasts) are
+//! queued as clones, never copied.
 
 use std::io::{self, IoSlice};
 
 use bytes::Bytes;
 use slab::Slab;
 
-use super::conn::{Conn, NONE, OutQueue, flag, write_once};
+use super::conn::{Conn, NONE, Phase, flag};
+use super::queue::{OutQueue, write_once};
 use crate::config::BackpressurePolicy;
-use crate::handler::SendStatus;
+use crate::handler::ConnId;
 use crate::proto::frame::{FrameHeader, OpCode};
 use crate::proto::{CloseCode, CloseState};
 use crate::stats::LocalStats;
+use crate::status::SendStatus;
 
 /// Payloads at least this large skip the cork: they go out at once with the corked
 /// bytes in one vectored write, so they are not copied unless the kernel refuses
@@ -24,8 +31,36 @@ use crate::stats::LocalStats;
 const DIRECT_WRITE: usize = 16 * 1024;
 
 /// The cork is written out when it reaches this size, even in the middle of a
-/// callback.
-const CORK_LIMIT: usize = 64 * 1024;
+/// callback or of a read full of pings; it is shrunk back to it after a turn that
+/// grew it (one staged item can pass it by at most a frame under `DIRECT_WRITE` or
+/// a handshake response).
+pub(crate) const CORK_LIMIT: usize = 64 * 1024;
+
+/// A connection's identity inside its reactor: slab key and generation. Staged bytes
+/// carry it, so they cannot reach the connection that reuses the slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub(crate) key: u32,
+    pub(crate) generation: u32,
+}
+
+impl Owner {
+    pub(crate) fn of<S>(key: usize, conn: &Conn<S>) -> Owner {
+        Owner {
+            key: key as u32,
+            generation: conn.generation,
+        }
+    }
+}
+
+impl From<ConnId> for Owner {
+    fn from(id: ConnId) -> Owner {
+        Owner {
+            key: id.slot,
+            generation: id.generation,
+        }
+    }
+}
 
 /// What a flush left behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,13 +71,39 @@ pub(crate) enum Flushed {
     Partly,
 }
 
-/// The reactor's write state: every connection's queue, and the cork of the one
-/// being served.
+/// The reactor's staging buffer, lent to one connection at a time.
+struct Cork {
+    bytes: Vec<u8>,
+    /// Whose bytes these are (meaningful while `bytes` is not empty).
+    owner: Owner,
+}
+
+/// A payload to write after the cork: borrowed (copied only if the kernel refuses
+/// it) or shared (queued by reference).
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Borrowed(&'a [u8]),
+    Shared(&'a Bytes),
+}
+
+impl Payload<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Borrowed(b) => b,
+            Payload::Shared(b) => b,
+        }
+    }
+}
+
+/// The reactor's write state: every connection's queue, and the cork.
 pub(crate) struct Output {
-    pub(crate) queues: Slab<OutQueue>,
-    pub(crate) cork: Vec<u8>,
-    pub(crate) max_backpressure: usize,
-    pub(crate) policy: BackpressurePolicy,
+    queues: Slab<OutQueue>,
+    cork: Cork,
+    /// Bytes staged for a connection and displaced from the cork before its turn
+    /// wrote them, with their owner, waiting for the reactor to deliver them.
+    strays: Vec<(Owner, Bytes)>,
+    max_backpressure: usize,
+    policy: BackpressurePolicy,
     pub(crate) stats: LocalStats,
 }
 
@@ -50,17 +111,60 @@ impl Output {
     pub(crate) fn new(max_backpressure: usize, policy: BackpressurePolicy) -> Output {
         Output {
             queues: Slab::new(),
-            cork: Vec::with_capacity(64 * 1024),
+            cork: Cork {
+                bytes: Vec::with_capacity(CORK_LIMIT),
+                owner: Owner {
+                    key: u32::MAX,
+                    generation: 0,
+                },
+            },
+            strays: Vec::new(),
             max_backpressure,
             policy,
             stats: LocalStats::default(),
         }
     }
 
-    /// Bytes queued for `conn` (the cork counts: it belongs to the connection being
-    /// served, and is empty otherwise).
-    pub(crate) fn buffered<S>(&self, conn: &Conn<S>) -> usize {
-        self.queued(conn) + self.cork.len()
+    /// The cork, lent to `owner`. Bytes another connection left in it are moved to
+    /// the strays first, with their owner.
+    pub(crate) fn cork(&mut self, owner: Owner) -> &mut Vec<u8> {
+        if self.cork.owner != owner {
+            if !self.cork.bytes.is_empty() {
+                let displaced = Bytes::copy_from_slice(&self.cork.bytes);
+                self.strays.push((self.cork.owner, displaced));
+                self.cork.bytes.clear();
+            }
+            self.cork.owner = owner;
+        }
+        &mut self.cork.bytes
+    }
+
+    /// Bytes corked for `owner`.
+    fn corked(&self, owner: Owner) -> usize {
+        if self.cork.owner == owner {
+            self.cork.bytes.len()
+        } else {
+            0
+        }
+    }
+
+    /// The connection the cork holds bytes for, if it holds any.
+    pub(crate) fn cork_owner(&self) -> Option<Owner> {
+        (!self.cork.bytes.is_empty()).then_some(self.cork.owner)
+    }
+
+    /// Takes the displaced bytes, for the reactor to deliver to their owners.
+    pub(crate) fn take_strays(&mut self) -> Vec<(Owner, Bytes)> {
+        std::mem::take(&mut self.strays)
+    }
+
+    pub(crate) fn has_strays(&self) -> bool {
+        !self.strays.is_empty()
+    }
+
+    /// Bytes sent to `conn` that the kernel has not taken (queued and corked).
+    pub(crate) fn buffered<S>(&self, owner: Owner, conn: &Conn<S>) -> usize {
+        self.queued(conn) + self.corked(owner)
     }
 
     pub(crate) fn queued<S>(&self, conn: &Conn<S>) -> usize {
@@ -77,17 +181,31 @@ impl Output {
     }
 
     /// Applies the policy to a send that did not fit.
-    fn refuse<S>(&mut self, conn: &mut Conn<S>) -> SendStatus {
+    fn refuse<S>(&mut self, owner: Owner, conn: &mut Conn<S>) -> SendStatus {
         self.stats.dropped += 1;
         if self.policy == BackpressurePolicy::Close {
-            self.close(conn, CloseCode::POLICY_VIOLATION, "backpressure limit");
+            self.close(
+                owner,
+                conn,
+                CloseCode::POLICY_VIOLATION,
+                "backpressure limit",
+            );
         }
         SendStatus::Dropped
     }
 
-    /// Sends one frame to the connection being served.
+    fn status<S>(conn: &Conn<S>) -> SendStatus {
+        if conn.output == NONE {
+            SendStatus::Sent
+        } else {
+            SendStatus::Backpressure
+        }
+    }
+
+    /// Sends one frame to `conn`.
     pub(crate) fn send<S>(
         &mut self,
+        owner: Owner,
         conn: &mut Conn<S>,
         opcode: OpCode,
         payload: &[u8],
@@ -95,132 +213,153 @@ impl Output {
         if !conn.proto.can_send() {
             return SendStatus::Closed;
         }
-        let header = FrameHeader {
-            fin: true,
-            rsv: 0,
-            opcode,
-            mask: None,
-            payload_len: payload.len() as u64,
-        }
-        .encode();
-        let len = header.as_bytes().len() + payload.len();
-        if !self.admits(self.buffered(conn), len) {
-            return self.refuse(conn);
+        let header = FrameHeader::outgoing(opcode, true, payload.len(), None).encode();
+        let header = header.as_bytes();
+        if !self.admits(self.buffered(owner, conn), header.len() + payload.len()) {
+            return self.refuse(owner, conn);
         }
         if !opcode.is_control() {
             self.stats.messages_out += 1;
             self.stats.bytes_out += payload.len() as u64;
         }
-        if payload.len() < DIRECT_WRITE || conn.output != NONE {
-            self.cork.extend_from_slice(header.as_bytes());
-            self.cork.extend_from_slice(payload);
-            if self.cork.len() >= CORK_LIMIT {
+        if payload.len() >= DIRECT_WRITE || conn.output != NONE {
+            // Large, or behind a queue: one vectored write (or one copy into the
+            // queue), never a copy into the cork first.
+            self.write_through(owner, conn, header, Payload::Borrowed(payload));
+        } else {
+            let cork = self.cork(owner);
+            cork.extend_from_slice(header);
+            cork.extend_from_slice(payload);
+            if cork.len() >= CORK_LIMIT {
                 // A callback sending a lot: write now rather than grow the cork, so
-                // the status tells the truth and the cork stays small. A write error
-                // is seen by the next read, which closes the connection.
-                let _ = self.flush_cork(conn);
-            }
-        } else {
-            // Large: one vectored write of the cork, the header and the payload.
-            let parts = [&self.cork[..], header.as_bytes(), payload];
-            let slices = parts.map(IoSlice::new);
-            // A write error is seen by the next read, which closes the connection.
-            let written = write_once(&mut conn.stream, &slices).unwrap_or_default();
-            let mut rest = Vec::new();
-            let mut skip = written;
-            for part in parts {
-                let taken = skip.min(part.len());
-                skip -= taken;
-                rest.extend_from_slice(&part[taken..]);
-            }
-            self.cork.clear();
-            if !rest.is_empty() {
-                self.enqueue(conn, Bytes::from(rest));
-                return SendStatus::Backpressure;
+                // the status tells the truth. A write error is seen by the next
+                // read, which closes the connection.
+                let _ = self.flush_cork(owner, conn);
             }
         }
-        if conn.output != NONE {
-            SendStatus::Backpressure
-        } else {
-            SendStatus::Sent
-        }
+        Self::status(conn)
     }
 
-    /// Sends an encoded frame shared with other connections (a broadcast), to a
-    /// connection that is not being served (the cork is empty).
-    pub(crate) fn send_shared<S>(&mut self, conn: &mut Conn<S>, frame: &Bytes) -> SendStatus {
-        if conn.phase != super::conn::Phase::Open || !conn.proto.can_send() {
+    /// Sends an encoded frame shared with other connections (a broadcast, or a
+    /// frame from another thread): queued by reference, never copied.
+    pub(crate) fn send_shared<S>(
+        &mut self,
+        owner: Owner,
+        conn: &mut Conn<S>,
+        frame: &Bytes,
+    ) -> SendStatus {
+        if conn.phase != Phase::Open || !conn.proto.can_send() {
             return SendStatus::Closed;
         }
-        if !self.admits(self.queued(conn), frame.len()) {
-            return self.refuse(conn);
+        if !self.admits(self.buffered(owner, conn), frame.len()) {
+            return self.refuse(owner, conn);
         }
         self.stats.messages_out += 1;
         self.stats.bytes_out += frame.len() as u64;
-        if conn.output != NONE {
-            self.enqueue(conn, frame.clone());
-            return SendStatus::Backpressure;
-        }
-        let written = write_once(&mut conn.stream, &[IoSlice::new(frame)]).unwrap_or(0);
-        if written < frame.len() {
-            self.enqueue(conn, frame.slice(written..));
-            return SendStatus::Backpressure;
-        }
-        SendStatus::Sent
+        self.write_through(owner, conn, &[], Payload::Shared(frame));
+        Self::status(conn)
     }
 
-    /// Starts the close handshake on the connection being served (or, with an
-    /// empty cork, on any connection: the caller flushes).
-    pub(crate) fn close<S>(&mut self, conn: &mut Conn<S>, code: CloseCode, reason: &str) {
+    /// Sends a plain-HTTP response body after the head corked before it, without a
+    /// copy unless the kernel refuses part of it.
+    pub(crate) fn send_body<S>(&mut self, owner: Owner, conn: &mut Conn<S>, body: &Bytes) {
+        self.write_through(owner, conn, &[], Payload::Shared(body));
+    }
+
+    /// Writes the cork of `owner`, `header` and `payload` in one vectored write when
+    /// nothing is queued, and queues what the kernel does not take (a borrowed
+    /// payload copied once, a shared one by reference). Behind a queue, everything
+    /// goes to the queue. A write error is seen by the next read, which closes the
+    /// connection.
+    fn write_through<S>(
+        &mut self,
+        owner: Owner,
+        conn: &mut Conn<S>,
+        header: &[u8],
+        payload: Payload<'_>,
+    ) {
+        // Take the cork for this connection (displacing another's, if any).
+        self.cork(owner);
+        let written = if conn.output == NONE {
+            let parts = [&self.cork.bytes[..], header, payload.as_slice()];
+            write_once(&mut conn.stream, &parts.map(IoSlice::new)).unwrap_or(0)
+        } else {
+            0
+        };
+        let total = self.cork.bytes.len() + header.len() + payload.as_slice().len();
+        if written < total {
+            let queue = queue_of(&mut self.queues, conn);
+            let mut skip = written;
+            for part in [&self.cork.bytes[..], header] {
+                let taken = skip.min(part.len());
+                skip -= taken;
+                queue.push_copy(&part[taken..]);
+            }
+            match payload {
+                Payload::Borrowed(bytes) => queue.push_copy(&bytes[skip..]),
+                Payload::Shared(bytes) => queue.push(bytes.slice(skip..)),
+            }
+        }
+        self.cork.bytes.clear();
+    }
+
+    /// Starts the close handshake on `conn` (the caller flushes).
+    pub(crate) fn close<S>(
+        &mut self,
+        owner: Owner,
+        conn: &mut Conn<S>,
+        code: CloseCode,
+        reason: &str,
+    ) {
         if conn.proto.close_state() == CloseState::Open {
             // Reported to on_close if the peer never answers.
             conn.close_code = code.0;
+            let cork = self.cork(owner);
             // The only errors are "already closing" and an unsendable code; the
             // latter is replaced by 1000 rather than refused silently.
-            if conn.proto.close(&mut self.cork, code, reason).is_err() {
-                let _ = conn.proto.close(&mut self.cork, CloseCode::NORMAL, reason);
+            if conn.proto.close(cork, code, reason).is_err() {
+                let _ = conn.proto.close(cork, CloseCode::NORMAL, reason);
             }
         }
     }
 
-    fn enqueue<S>(&mut self, conn: &mut Conn<S>, bytes: Bytes) {
-        if conn.output == NONE {
-            conn.output = self.queues.insert(OutQueue::default()) as u32;
-            conn.set(flag::WANTS_DRAIN);
-        }
-        if let Some(q) = self.queues.get_mut(conn.output as usize) {
-            q.push(bytes);
-        }
+    /// Queues bytes staged for `conn` earlier (a stray being delivered).
+    pub(crate) fn enqueue<S>(&mut self, conn: &mut Conn<S>, bytes: Bytes) {
+        queue_of(&mut self.queues, conn).push(bytes);
     }
 
-    /// Writes the cork: directly if nothing is queued, else behind the queue.
-    fn flush_cork<S>(&mut self, conn: &mut Conn<S>) -> io::Result<()> {
-        if self.cork.is_empty() {
+    /// Writes the cork if it holds bytes of `owner`: directly if nothing is queued,
+    /// else behind the queue. Another connection's bytes are left alone.
+    fn flush_cork<S>(&mut self, owner: Owner, conn: &mut Conn<S>) -> io::Result<()> {
+        if self.corked(owner) == 0 {
             return Ok(());
         }
-        if conn.output == NONE {
-            let written = match write_once(&mut conn.stream, &[IoSlice::new(&self.cork)]) {
+        let written = if conn.output == NONE {
+            match write_once(&mut conn.stream, &[IoSlice::new(&self.cork.bytes)]) {
                 Ok(n) => n,
                 Err(e) => {
-                    self.cork.clear();
+                    self.cork.bytes.clear();
                     return Err(e);
                 }
-            };
-            if written < self.cork.len() {
-                let rest = Bytes::copy_from_slice(&self.cork[written..]);
-                self.enqueue(conn, rest);
             }
         } else {
-            let corked = Bytes::copy_from_slice(&self.cork);
-            self.enqueue(conn, corked);
+            0
+        };
+        if written < self.cork.bytes.len() {
+            let queue = queue_of(&mut self.queues, conn);
+            queue.push_copy(&self.cork.bytes[written..]);
         }
-        self.cork.clear();
+        self.cork.bytes.clear();
+        if self.cork.bytes.capacity() > 2 * CORK_LIMIT {
+            self.cork.bytes.shrink_to(CORK_LIMIT);
+        }
         Ok(())
     }
 
-    /// Writes the cork and the queue of `conn`. The queue is released when empty.
-    pub(crate) fn flush<S>(&mut self, conn: &mut Conn<S>) -> io::Result<Flushed> {
-        self.flush_cork(conn)?;
+    /// Writes the cork (if it is `owner`'s) and the queue of `conn`. The queue is
+    /// released when empty.
+    pub(crate) fn flush<S>(&mut self, owner: Owner, conn: &mut Conn<S>) -> io::Result<Flushed> {
+        self.flush_cork(owner, conn)?;
         if conn.output == NONE {
             return Ok(Flushed::All);
         }
@@ -237,11 +376,114 @@ impl Output {
         }
     }
 
-    /// Frees the queue of a connection being dropped.
-    pub(crate) fn release<S>(&mut self, conn: &mut Conn<S>) {
+    /// Writes the cork now if it has reached its limit (replies to a read full of
+    /// pings), so that it stays bounded.
+    pub(crate) fn flush_full_cork<S>(
+        &mut self,
+        owner: Owner,
+        conn: &mut Conn<S>,
+    ) -> io::Result<()> {
+        if self.corked(owner) >= CORK_LIMIT {
+            self.flush_cork(owner, conn)?;
+        }
+        Ok(())
+    }
+
+    /// Frees everything staged for a connection being dropped, or whose peer is
+    /// gone: its queue, its corked bytes, its strays.
+    pub(crate) fn release<S>(&mut self, owner: Owner, conn: &mut Conn<S>) {
         if conn.output != NONE {
             self.queues.try_remove(conn.output as usize);
             conn.output = NONE;
         }
+        self.discard(owner);
+    }
+
+    /// Drops the bytes staged for `owner` that are not queued yet (its peer is gone).
+    pub(crate) fn discard(&mut self, owner: Owner) {
+        if self.cork.owner == owner {
+            self.cork.bytes.clear();
+        }
+        self.strays.retain(|(o, _)| *o != owner);
+    }
+}
+
+/// The queue of `conn`, created if it has none (the connection then wants `on_drain`
+/// once it empties).
+fn queue_of<'q, S>(queues: &'q mut Slab<OutQueue>, conn: &mut Conn<S>) -> &'q mut OutQueue {
+    if !queues.contains(conn.output as usize) {
+        conn.output = queues.insert(OutQueue::default()) as u32;
+        conn.set(flag::WANTS_DRAIN);
+    }
+    &mut queues[conn.output as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reactor::conn::Conn;
+
+    /// The shape of `slab`'s private entry type, to measure a slot as the slab stores it.
+    #[allow(dead_code)]
+    enum SlabEntry<T> {
+        Vacant(usize),
+        Occupied(T),
+    }
+
+    #[test]
+    fn an_idle_connection_slot_is_small() {
+        let conn = std::mem::size_of::<Conn<()>>();
+        let slot = std::mem::size_of::<SlabEntry<Conn<()>>>();
+        let proto = std::mem::size_of::<crate::proto::Connection>();
+        println!("slab slot for the echo handler: {slot} bytes (Conn {conn}, proto {proto})");
+        assert!(slot <= 128, "slot is {slot} bytes");
+    }
+
+    const A: Owner = Owner {
+        key: 1,
+        generation: 7,
+    };
+    const B: Owner = Owner {
+        key: 2,
+        generation: 7,
+    };
+    /// A's slot reused by a new connection.
+    const A2: Owner = Owner {
+        key: 1,
+        generation: 8,
+    };
+
+    #[test]
+    fn bytes_left_in_the_cork_are_displaced_with_their_owner_never_handed_on() {
+        let mut output = Output::new(1 << 20, BackpressurePolicy::Drop);
+        output.cork(A).extend_from_slice(b"for A");
+        assert_eq!(output.corked(A), 5);
+        assert_eq!(output.corked(B), 0, "B does not see A's bytes as its own");
+        assert_eq!(
+            output.corked(A2),
+            0,
+            "nor does the connection reusing A's slot"
+        );
+        output.cork(B).extend_from_slice(b"for B");
+        assert_eq!(output.cork_owner(), Some(B));
+        assert_eq!(output.corked(B), 5);
+        let strays = output.take_strays();
+        assert_eq!(strays.len(), 1);
+        assert_eq!(strays[0].0, A);
+        assert_eq!(&strays[0].1[..], b"for A");
+    }
+
+    #[test]
+    fn a_gone_connection_leaves_nothing_staged() {
+        let mut output = Output::new(1 << 20, BackpressurePolicy::Drop);
+        output.cork(A).extend_from_slice(b"a1");
+        output.cork(B).extend_from_slice(b"b1");
+        output.cork(A).extend_from_slice(b"a2");
+        // A's turn: its first bytes are strays, its second in the cork; B's are strays.
+        output.discard(A);
+        assert_eq!(output.cork_owner(), None);
+        let strays = output.take_strays();
+        assert_eq!(strays.len(), 1);
+        assert_eq!((strays[0].0, &strays[0].1[..]), (B, &b"b1"[..]));
     }
 }

@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::conn::{NONE, Phase, flag};
+use super::output::Owner;
 use super::{Input, Reactor, STACK_HEADERS, is_header_text, read};
 use crate::handler::{ConnId, Handler, Socket, Upgrade};
 use crate::proto::handshake::{self, HandshakeError, Request};
@@ -19,9 +20,6 @@ impl<H: Handler> Reactor<H> {
     /// edge of its own, so reading goes on until the end is seen (in this turn or,
     /// past the read budget or a pause, in a later one).
     pub(super) fn readable(&mut self, key: usize, closed: bool) {
-        // The cork holds only the replies of the connection being served, and every
-        // turn ends with it written or dropped.
-        debug_assert!(self.output.cork.is_empty(), "a cork left by another turn");
         if closed && let Some(conn) = self.conns.get_mut(key) {
             conn.set(flag::PEER_CLOSED);
         }
@@ -68,7 +66,6 @@ impl<H: Handler> Reactor<H> {
                 Ok(n) => {
                     self.process(key, input);
                     if self.conns.get(key).is_none() {
-                        self.output.cork.clear();
                         return;
                     }
                     budget = budget.saturating_sub(n);
@@ -151,13 +148,16 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Any input counts as life: push the idle deadline back (a store, no wheel
-    /// operation) and forget an unanswered idle ping.
+    /// operation) and forget an unanswered idle ping. Not while the write timer
+    /// runs: reading does not excuse a peer that does not read.
     pub(super) fn touch(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key)
             && conn.phase == Phase::Open
         {
             conn.clear(flag::PINGED);
-            if let Some(idle) = self.config.idle_timeout {
+            if let Some(idle) = self.timeouts.idle
+                && !conn.has(flag::WRITE_WAIT)
+            {
                 conn.deadline = self.wheel.deadline(idle);
             }
         }
@@ -165,6 +165,10 @@ impl<H: Handler> Reactor<H> {
 
     /// Reads the upgrade request. Returns the bytes to keep.
     pub(super) fn handshake(&mut self, key: usize, bytes: &mut [u8]) -> Range<usize> {
+        let Some(conn) = self.conns.get(key) else {
+            return 0..0;
+        };
+        let owner = Owner::of(key, conn);
         let max_headers = self.config.max_headers;
         let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
         let mut on_heap = Vec::new();
@@ -179,7 +183,7 @@ impl<H: Handler> Reactor<H> {
             Ok(None) => return 0..bytes.len(),
             Ok(Some(parsed)) => parsed,
             Err(error) => {
-                handshake::write_error(&mut self.output.cork, &error);
+                handshake::write_error(self.output.cork(owner), &error);
                 self.reject(key);
                 return 0..0;
             }
@@ -189,12 +193,15 @@ impl<H: Handler> Reactor<H> {
             Err(HandshakeError::NotUpgrade) => {
                 let handler = &mut self.handler;
                 let response = catch_unwind(AssertUnwindSafe(|| handler.on_http(&http)));
-                let cork = &mut self.output.cork;
+                let cork = self.output.cork(owner);
                 match response {
                     Ok(Some(r))
                         if (200..=599).contains(&r.status) && is_header_text(r.content_type) =>
                     {
-                        handshake::write_http_response(cork, r.status, r.content_type, &r.body);
+                        handshake::write_http_head(cork, r.status, r.content_type, r.body.len());
+                        if let Some(conn) = self.conns.get_mut(key) {
+                            self.output.send_body(owner, conn, &r.body);
+                        }
                         // Served, not refused: only drain.
                         self.drain(key);
                         return 0..0;
@@ -207,7 +214,7 @@ impl<H: Handler> Reactor<H> {
                 return 0..0;
             }
             Err(error) => {
-                handshake::write_error(&mut self.output.cork, &error);
+                handshake::write_error(self.output.cork(owner), &error);
                 self.reject(key);
                 return 0..0;
             }
@@ -218,7 +225,7 @@ impl<H: Handler> Reactor<H> {
                 // Only a subprotocol the client offered may be confirmed.
                 let protocol = protocol.filter(|p| request.subprotocols().any(|o| o == *p));
                 handshake::write_accept(
-                    &mut self.output.cork,
+                    self.output.cork(owner),
                     request.key().as_bytes(),
                     protocol,
                     None,
@@ -237,17 +244,17 @@ impl<H: Handler> Reactor<H> {
                 } else {
                     500
                 };
-                handshake::write_status(&mut self.output.cork, status);
+                handshake::write_status(self.output.cork(owner), status);
                 self.reject(key);
                 return 0..0;
             }
             Err(_) => {
-                handshake::write_status(&mut self.output.cork, 500);
+                handshake::write_status(self.output.cork(owner), 500);
                 self.reject(key);
                 return 0..0;
             }
         }
-        match self.config.idle_timeout {
+        match self.timeouts.idle {
             Some(idle) => self.set_deadline(key, idle),
             None => self.clear_deadline(key),
         }
@@ -274,9 +281,13 @@ impl<H: Handler> Reactor<H> {
             if conn.phase == Phase::Draining {
                 return 0..0;
             }
+            let owner = Owner::of(key, conn);
+            // Replies to a read full of pings leave now rather than grow the cork.
+            // A write error is seen by the next read.
+            let _ = self.output.flush_full_cork(owner, conn);
             let decoded = conn
                 .proto
-                .decode(&mut bytes[pos..], &mut self.output.cork, &limits);
+                .decode(&mut bytes[pos..], self.output.cork(owner), &limits);
             let (consumed, event) = match decoded {
                 Decoded::NeedMore { keep } => return pos + keep.start..pos + keep.end,
                 Decoded::Event { consumed, event } => (consumed, event),
@@ -336,8 +347,12 @@ impl<H: Handler> Reactor<H> {
         if outcome.is_err()
             && let Some(conn) = self.conns.get_mut(key)
         {
-            self.output
-                .close(conn, CloseCode::INTERNAL_ERROR, "internal error");
+            self.output.close(
+                Owner::from(id),
+                conn,
+                CloseCode::INTERNAL_ERROR,
+                "internal error",
+            );
         }
         self.after_callback(key);
     }
@@ -349,8 +364,9 @@ impl<H: Handler> Reactor<H> {
         };
         if conn.phase == Phase::Open && conn.proto.close_state() == CloseState::SentClose {
             conn.phase = Phase::Closing;
-            let timeout = self.config.close_timeout;
-            self.set_deadline(key, timeout);
+            conn.clear(flag::WRITE_WAIT);
+            let close = self.timeouts.close;
+            self.set_deadline(key, close);
         }
     }
 }

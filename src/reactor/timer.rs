@@ -1,36 +1,69 @@
 //! A coarse hashed timer wheel with lazy deadlines.
 //!
-//! A connection stores its own deadline (a tick number). The wheel holds at most one
-//! live entry per connection, at the tick it was scheduled for. When the wheel
-//! reaches that tick, the reactor compares the connection's current deadline with
-//! now: later means the deadline moved (activity), so the entry is put back at the
-//! new deadline; otherwise the timeout fires. Resetting a deadline is therefore a
-//! store into the connection, never a removal from the wheel.
+//! A connection stores its own deadline. The wheel holds at most one live entry per
+//! connection, at the tick it was scheduled for. When the wheel reaches that tick,
+//! the reactor compares the connection's current deadline with now: later means the
+//! deadline moved (activity), so the entry is put back at the new deadline; otherwise
+//! the timeout fires. Resetting a deadline is therefore a store into the connection,
+//! never a removal from the wheel.
+//!
+//! Wheel time is a 64-bit tick count, which does not run out (at the 5 ms tick, 2^64
+//! ticks are billions of years). A connection keeps only the low 32 bits of its
+//! ticks (a [`Stamp`], to stay small) and compares them with the wheel's time
+//! modulo 2^32, which is right as long as a deadline is less than 2^31 ticks away:
+//! timeouts are capped at [`MAX_TIMEOUT_TICKS`].
 
 use std::time::{Duration, Instant};
 
-/// Ticks are counted from the reactor's start. Zero means "no deadline".
-pub(crate) type Tick = u32;
+/// Wheel time: ticks since the reactor started (plus the configured origin).
+pub(crate) type Tick = u64;
+
+/// A tick as a connection stores it: the low 32 bits, never 0 (0 means "none").
+pub(crate) type Stamp = u32;
+
+/// The longest timeout, in ticks: half the distance at which 32-bit stamps become
+/// ambiguous (62 days at the 5 ms tick, 8.5 years at the 250 ms tick).
+pub(crate) const MAX_TIMEOUT_TICKS: u32 = 1 << 30;
 
 const SLOTS: usize = 1024;
 
 /// One wheel entry: a slab key and the generation it belonged to.
 pub(crate) type Entry = (u32, u32);
 
+/// The stamp of tick `t`. Tick values whose low bits are 0 map to 1: a stamp is never
+/// "none", and fires at most one tick late.
+pub(crate) fn stamp(t: Tick) -> Stamp {
+    (t as u32).max(1)
+}
+
+/// Whether a deadline stamped `deadline` is due at wheel time `now` (modulo 2^32).
+pub(crate) fn is_due(deadline: Stamp, now: Tick) -> bool {
+    (now as u32).wrapping_sub(deadline) as i32 >= 0
+}
+
+/// Whether stamp `a` is before stamp `b` (modulo 2^32).
+pub(crate) fn before(a: Stamp, b: Stamp) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
 pub(crate) struct TimerWheel {
     slots: Vec<Vec<Entry>>,
     /// The last tick processed.
     now: Tick,
+    /// The tick the wheel started at (1, or the configured origin for tests).
+    origin: Tick,
     tick: Duration,
     epoch: Instant,
 }
 
 impl TimerWheel {
-    pub(crate) fn new(tick: Duration, epoch: Instant) -> TimerWheel {
+    /// A wheel whose tick 1 (plus `origin`) is `epoch`.
+    pub(crate) fn new(tick: Duration, epoch: Instant, origin: Tick) -> TimerWheel {
         TimerWheel {
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
-            now: 1,
-            tick,
+            now: origin + 1,
+            origin: origin + 1,
+            tick: tick.max(Duration::from_millis(1)),
             epoch,
         }
     }
@@ -38,17 +71,23 @@ impl TimerWheel {
     /// The tick that `instant` falls in (rounded down).
     pub(crate) fn tick_of(&self, instant: Instant) -> Tick {
         let elapsed = instant.saturating_duration_since(self.epoch);
-        let ticks = elapsed.as_nanos() / self.tick.as_nanos().max(1);
-        // Tick 0 means "none"; the wheel starts at 1. Saturates after years of uptime.
-        u32::try_from(ticks + 1).unwrap_or(u32::MAX)
+        let ticks = elapsed.as_nanos() / self.tick.as_nanos();
+        self.origin + u64::try_from(ticks).unwrap_or(u64::MAX / 2)
     }
 
-    /// The deadline tick for a timeout of `after` from now (at least one tick ahead,
-    /// rounded up so that a timeout never fires early).
-    pub(crate) fn deadline(&self, after: Duration) -> Tick {
-        let ticks = after.as_nanos().div_ceil(self.tick.as_nanos().max(1));
-        let ticks = u32::try_from(ticks).unwrap_or(u32::MAX).max(1);
-        self.now.saturating_add(ticks).saturating_add(1)
+    /// How many ticks a timeout of `after` lasts: rounded up so that a timeout never
+    /// fires early, at least one, at most [`MAX_TIMEOUT_TICKS`]. Callers compute it
+    /// once per configured timeout, not per use.
+    pub(crate) fn ticks(&self, after: Duration) -> u32 {
+        let ticks = after.as_nanos().div_ceil(self.tick.as_nanos());
+        u32::try_from(ticks)
+            .unwrap_or(MAX_TIMEOUT_TICKS)
+            .clamp(1, MAX_TIMEOUT_TICKS)
+    }
+
+    /// The deadline `ticks` ticks from now (plus one, since now is already under way).
+    pub(crate) fn deadline(&self, ticks: u32) -> Stamp {
+        stamp(self.now + u64::from(ticks) + 1)
     }
 
     /// The last tick processed.
@@ -56,44 +95,39 @@ impl TimerWheel {
         self.now
     }
 
-    /// Schedules `entry` at `at`, or at the wheel's horizon if `at` is further away
-    /// (it is then re-scheduled lazily). Returns the tick actually used, which the
-    /// connection records to recognise its live entry.
-    pub(crate) fn schedule(&mut self, at: Tick, entry: Entry) -> Tick {
-        let horizon = self.now.saturating_add(SLOTS as u32 - 1);
-        let at = at.clamp(self.now.saturating_add(1), horizon);
-        self.slots[at as usize % SLOTS].push(entry);
-        at
+    /// Schedules `entry` at the deadline `at`, or at the wheel's horizon if it is
+    /// further away (it is then re-scheduled lazily). Returns the stamp of the tick
+    /// actually used, which the connection records to recognise its live entry.
+    pub(crate) fn schedule(&mut self, at: Stamp, entry: Entry) -> Stamp {
+        let ahead = at.wrapping_sub(self.now as u32) as i32;
+        let ahead = (ahead.max(1) as u64).min(SLOTS as u64 - 1);
+        let tick = self.now + ahead;
+        self.slots[tick as usize % SLOTS].push(entry);
+        stamp(tick)
     }
 
     /// The time until the next tick, for the poll timeout.
     pub(crate) fn until_next_tick(&self, now: Instant) -> Duration {
-        let next = self.epoch + self.tick * self.now;
-        next.saturating_duration_since(now)
+        let ticks = u32::try_from(self.now + 1 - self.origin).unwrap_or(u32::MAX);
+        let next = self.epoch.checked_add(self.tick.saturating_mul(ticks));
+        next.map_or(self.tick, |next| next.saturating_duration_since(now))
     }
 
     /// Advances to `to`, moving every entry due on the way into `due` as
-    /// `(entry, tick)`. Processes at most one full turn, so a long stall costs no more
-    /// than one pass over the wheel.
-    pub(crate) fn advance(&mut self, to: Tick, due: &mut Vec<(Entry, Tick)>) {
-        let mut steps = 0;
-        while self.now < to && steps < SLOTS {
+    /// `(entry, stamp of its tick)`. One full turn visits every slot, so a stall
+    /// longer than that costs one pass and lands on `to` directly.
+    pub(crate) fn advance(&mut self, to: Tick, due: &mut Vec<(Entry, Stamp)>) {
+        let end = to.min(self.now + SLOTS as u64);
+        while self.now < end {
             self.now += 1;
-            steps += 1;
-            let tick = self.now;
+            let tick = stamp(self.now);
             due.extend(
-                self.slots[tick as usize % SLOTS]
+                self.slots[self.now as usize % SLOTS]
                     .drain(..)
                     .map(|e| (e, tick)),
             );
         }
-        if self.now < to {
-            // A stall longer than a turn: everything still in the wheel is due.
-            self.now = to;
-            for slot in &mut self.slots {
-                due.extend(slot.drain(..).map(|e| (e, to)));
-            }
-        }
+        self.now = self.now.max(to);
     }
 }
 
@@ -101,35 +135,35 @@ impl TimerWheel {
 mod tests {
     use super::*;
 
-    fn wheel() -> TimerWheel {
-        TimerWheel::new(Duration::from_millis(10), Instant::now())
+    fn wheel_at(origin: Tick) -> TimerWheel {
+        TimerWheel::new(Duration::from_millis(10), Instant::now(), origin)
     }
 
     #[test]
     fn entries_fire_at_their_tick_and_not_before() {
-        let mut w = wheel();
-        let at = w.deadline(Duration::from_millis(35)); // 4 ticks, +1
+        let mut w = wheel_at(0);
+        let at = w.deadline(w.ticks(Duration::from_millis(35))); // 4 ticks, +1
         assert_eq!(w.schedule(at, (7, 1)), at);
         let mut due = Vec::new();
-        w.advance(at - 1, &mut due);
+        w.advance(u64::from(at) - 1, &mut due);
         assert!(due.is_empty());
-        w.advance(at, &mut due);
+        w.advance(u64::from(at), &mut due);
         assert_eq!(due, vec![((7, 1), at)]);
     }
 
     #[test]
     fn far_deadlines_are_clamped_to_the_horizon() {
-        let mut w = wheel();
+        let mut w = wheel_at(0);
         let used = w.schedule(5000, (1, 1));
         assert_eq!(used, 1 + SLOTS as u32 - 1);
         let mut due = Vec::new();
-        w.advance(used, &mut due);
+        w.advance(u64::from(used), &mut due);
         assert_eq!(due.len(), 1);
     }
 
     #[test]
     fn a_long_stall_releases_everything_once() {
-        let mut w = wheel();
+        let mut w = wheel_at(0);
         for k in 0..10 {
             w.schedule(2 + k * 50, (k, 0));
         }
@@ -144,12 +178,41 @@ mod tests {
 
     #[test]
     fn ticks_round_so_timeouts_never_fire_early() {
-        let w = wheel();
+        let w = wheel_at(0);
         // now = 1; 10 ms is one tick, so the deadline is tick 3: at least 10 ms after
         // any instant within tick 1.
-        assert_eq!(w.deadline(Duration::from_millis(10)), 3);
-        assert_eq!(w.deadline(Duration::from_millis(11)), 4);
+        assert_eq!(w.deadline(w.ticks(Duration::from_millis(10))), 3);
+        assert_eq!(w.deadline(w.ticks(Duration::from_millis(11))), 4);
         assert_eq!(w.tick_of(w.epoch), 1);
         assert_eq!(w.tick_of(w.epoch + Duration::from_millis(25)), 3);
+        assert_eq!(w.ticks(Duration::ZERO), 1);
+        assert_eq!(w.ticks(Duration::MAX), MAX_TIMEOUT_TICKS);
+    }
+
+    /// Regression: ticks were 32 bits and saturated after 2^32 ticks (248 days at the
+    /// 5 ms tick); the wheel then stopped and the loop's poll timeout was always zero.
+    #[test]
+    fn deadlines_fire_across_the_32_bit_edge_and_the_wheel_keeps_ticking() {
+        let origin = u64::from(u32::MAX) - 20;
+        let mut w = wheel_at(origin);
+        let mut due = Vec::new();
+        // Scheduled before the edge, due after it.
+        let at = w.deadline(50);
+        assert!(at < 100, "the stamp wrapped: {at}");
+        assert_eq!(w.schedule(at, (3, 9)), at);
+        assert!(!is_due(at, w.now()));
+        let edge = u64::from(u32::MAX) + 1;
+        w.advance(edge, &mut due);
+        assert!(due.is_empty(), "fired early: {due:?}");
+        w.advance(edge + 100, &mut due);
+        assert_eq!(due, vec![((3, 9), at)]);
+        assert!(is_due(at, w.now()));
+        // The wheel's time went past 2^32 and the next tick is still ahead.
+        assert_eq!(w.now(), edge + 100);
+        let now = w.epoch + w.tick * (edge + 100 - w.origin) as u32;
+        assert!(w.until_next_tick(now) > Duration::ZERO);
+        assert!(w.until_next_tick(now) <= w.tick);
+        // A stamp of 0 would mean "none": the tick whose low bits are 0 maps to 1.
+        assert_eq!(stamp(edge), 1);
     }
 }

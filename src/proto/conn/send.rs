@@ -119,13 +119,7 @@ impl Connection {
 
     /// A header for our role: masked with a fresh key in the client role.
     fn header(&mut self, opcode: OpCode, fin: bool, len: usize) -> FrameHeader {
-        FrameHeader {
-            fin,
-            rsv: 0,
-            opcode,
-            mask: self.next_mask(),
-            payload_len: len as u64,
-        }
+        FrameHeader::outgoing(opcode, fin, len, self.next_mask())
     }
 
     /// Writes a ping.

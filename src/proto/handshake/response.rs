@@ -83,12 +83,23 @@ pub fn write_status<B: BufMut>(out: &mut B, status: u16) {
 /// If `status` is not in `100..=999`, if `content_type` contains CR, LF or NUL, or if `out`
 /// cannot grow and is too small.
 pub fn write_http_response<B: BufMut>(out: &mut B, status: u16, content_type: &str, body: &[u8]) {
+    write_http_head(out, status, content_type, body.len());
+    out.put_slice(body);
+}
+
+/// Writes the head of [`write_http_response`]'s response, for a body of
+/// `content_length` bytes that the caller sends itself (without copying it here).
+pub fn write_http_head<B: BufMut>(
+    out: &mut B,
+    status: u16,
+    content_type: &str,
+    content_length: usize,
+) {
     put_status_line(out, status);
     put_header(out, "Content-Type", content_type.as_bytes());
     out.put_slice(b"Content-Length: ");
-    put_decimal(out, body.len());
+    put_decimal(out, content_length);
     out.put_slice(b"\r\nConnection: close\r\n\r\n");
-    out.put_slice(body);
 }
 
 /// The reason phrase for the common statuses, or `""` (which HTTP allows) for the rest.

@@ -13,39 +13,64 @@ use std::ops::Range;
 const POOLED_FROM: usize = 4 * 1024;
 
 /// The bytes a connection keeps between reads.
+///
+/// `data[..len]` is held; `data[len..]` is initialised spare room that a read can
+/// land in directly ([`spare_mut`](Self::spare_mut)), so a large message arriving
+/// over many reads is not read elsewhere and copied in.
 #[derive(Debug, Default)]
 pub struct ReadBuf {
     data: Vec<u8>,
+    len: usize,
 }
 
 impl ReadBuf {
     /// How many bytes are held.
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.len
     }
 
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len == 0
     }
 
     /// The held bytes.
     pub fn input_mut(&mut self) -> &mut [u8] {
-        &mut self.data
+        &mut self.data[..self.len]
     }
 
     /// Appends newly read bytes (the buffer doubles as it grows, so a large message
     /// costs O(log n) growths).
     pub fn append(&mut self, bytes: &[u8]) {
+        self.data.truncate(self.len);
         self.data.extend_from_slice(bytes);
+        self.len = self.data.len();
+    }
+
+    /// Room for a read after the held bytes: the spare capacity, grown (doubling)
+    /// when less than `min` is left. Bytes read into it are held once
+    /// [`commit`](Self::commit)ted.
+    pub fn spare_mut(&mut self, min: usize) -> &mut [u8] {
+        if self.data.capacity() - self.len < min {
+            self.data.truncate(self.len);
+            self.data.reserve(min.max(self.len));
+        }
+        // Initialise the room once: a buffer reused from the pool already is.
+        self.data.resize(self.data.capacity(), 0);
+        &mut self.data[self.len..]
+    }
+
+    /// Holds the first `n` bytes of the room [`spare_mut`](Self::spare_mut) gave.
+    pub fn commit(&mut self, n: usize) {
+        self.len = (self.len + n).min(self.data.len());
     }
 
     /// Keeps only `range` of the held bytes, moved to the front.
     pub fn keep(&mut self, range: Range<usize>) {
-        let end = range.end.min(self.data.len());
+        let end = range.end.min(self.len);
         let start = range.start.min(end);
         self.data.copy_within(start..end, 0);
-        self.data.truncate(end - start);
+        self.len = end - start;
     }
 
     /// The memory this buffer holds.
@@ -86,20 +111,26 @@ impl BufferPool {
                 .pop()
                 .unwrap_or_else(|| Vec::with_capacity(self.pooled_size.max(bytes.len())))
         };
-        data.extend_from_slice(bytes);
-        ReadBuf { data }
+        // A pooled buffer stays initialised: overwrite its start.
+        if data.len() < bytes.len() {
+            data.resize(bytes.len(), 0);
+        }
+        data[..bytes.len()].copy_from_slice(bytes);
+        ReadBuf {
+            data,
+            len: bytes.len(),
+        }
     }
 
     /// Returns a buffer. It is kept for reuse if the pool has room and its size is
     /// between the pooled size and the largest kept; otherwise it is freed.
     pub fn give(&mut self, buf: ReadBuf) {
-        let mut data = buf.data;
+        let data = buf.data;
         let capacity = data.capacity();
         if self.free.len() < self.max_free
             && capacity >= self.pooled_size
             && capacity <= self.max_pooled_size
         {
-            data.clear();
             self.free.push(data);
         }
     }
@@ -156,5 +187,29 @@ mod tests {
         assert_eq!(buf.input_mut(), b"cdefg");
         buf.keep(5..5);
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn reads_land_in_the_spare_room_and_grow_it_by_doubling() {
+        let mut pool = BufferPool::new(1, 16 * 1024, 64 * 1024);
+        let mut buf = pool.take_with(&[1; 5000]);
+        let room = buf.spare_mut(4096);
+        assert!(room.len() >= 16 * 1024 - 5000);
+        room[..3].copy_from_slice(b"abc");
+        buf.commit(3);
+        assert_eq!(buf.len(), 5003);
+        assert_eq!(&buf.input_mut()[4999..], &[1, b'a', b'b', b'c']);
+        // Fill it: the next room doubles the buffer, keeping what is held.
+        let rest = buf.spare_mut(1).len();
+        buf.commit(rest);
+        let before = buf.capacity();
+        assert!(buf.spare_mut(4096).len() >= 4096);
+        assert!(buf.capacity() >= 2 * before - 1);
+        assert_eq!(&buf.input_mut()[4999..5003], &[1, b'a', b'b', b'c']);
+        // Kept bytes move to the front; the room after them is reused.
+        buf.keep(5000..5003);
+        assert_eq!(buf.input_mut(), b"abc");
+        buf.append(b"de");
+        assert_eq!(buf.input_mut(), b"abcde");
     }
 }

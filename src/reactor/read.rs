@@ -11,6 +11,10 @@ use crate::handler::{ConnId, Handler, Socket, Upgrade};
 use crate::proto::handshake::{self, HandshakeError, Request};
 use crate::proto::{CloseCode, CloseState, Decoded, Event};
 
+/// A connection holding at least this much of a partial message reads straight into
+/// its own buffer (at least this much room per read).
+const DIRECT_READ: usize = 4 * 1024;
+
 impl<H: Handler> Reactor<H> {
     // ---- reading ----------------------------------------------------------------
 
@@ -39,20 +43,29 @@ impl<H: Handler> Reactor<H> {
                 conn.set(flag::READ_PAUSED);
                 break;
             }
-            // Every read lands in the scratch buffer; a connection holding a
-            // partial message gets the new bytes appended to its own buffer.
+            // A read lands in the scratch buffer, or, for a connection holding a
+            // large partial message, straight in the spare room of its own buffer.
+            // A small hold (a partial header, a trickled request) is appended to
+            // instead, so that a slow client costs what it sent, not a buffer.
             let drained_on_short_read = !conn.has(flag::PEER_CLOSED);
-            let mut scratch = std::mem::take(&mut self.scratch);
-            let result = read(&mut conn.stream, &mut scratch);
-            let asked = scratch.len();
-            let n = *result.as_ref().unwrap_or(&0);
-            let input = if conn.input == NONE {
-                Input::Scratch(scratch, n)
+            let (result, asked, input) = if conn.input == NONE {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                let result = read(&mut conn.stream, &mut scratch);
+                let n = *result.as_ref().unwrap_or(&0);
+                (result, scratch.len(), Input::Scratch(scratch, n))
             } else {
                 let mut held = std::mem::take(&mut self.inputs[conn.input as usize]);
-                held.append(&scratch[..n]);
-                self.scratch = scratch;
-                Input::Held(held)
+                if held.len() >= DIRECT_READ {
+                    let room = held.spare_mut(DIRECT_READ);
+                    let asked = room.len();
+                    let result = read(&mut conn.stream, room);
+                    held.commit(*result.as_ref().unwrap_or(&0));
+                    (result, asked, Input::Held(held))
+                } else {
+                    let result = read(&mut conn.stream, &mut self.scratch);
+                    held.append(&self.scratch[..*result.as_ref().unwrap_or(&0)]);
+                    (result, self.scratch.len(), Input::Held(held))
+                }
             };
             match result {
                 Ok(0) => {

@@ -16,6 +16,8 @@ mod lifecycle;
 pub(crate) mod output;
 mod queue;
 mod read;
+#[cfg(test)]
+mod tests;
 pub(crate) mod timer;
 
 use std::collections::VecDeque;

@@ -7,70 +7,68 @@
 //! thousands of slow clients cost what they sent, not a buffer each; holds of 4 KiB
 //! and more reuse buffers from a bounded pool.
 
+use std::io;
 use std::ops::Range;
+use std::os::fd::AsFd;
+
+mod spare;
 
 /// Holds smaller than this get an exact-size buffer instead of a pooled one.
 const POOLED_FROM: usize = 4 * 1024;
 
 /// The bytes a connection keeps between reads.
-///
-/// `data[..len]` is held; `data[len..]` is initialised spare room that a read can
-/// land in directly ([`spare_mut`](Self::spare_mut)), so a large message arriving
-/// over many reads is not read elsewhere and copied in.
 #[derive(Debug, Default)]
 pub struct ReadBuf {
     data: Vec<u8>,
-    len: usize,
 }
 
 impl ReadBuf {
     /// How many bytes are held.
     pub fn len(&self) -> usize {
-        self.len
+        self.data.len()
     }
 
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.data.is_empty()
     }
 
     /// The held bytes.
     pub fn input_mut(&mut self) -> &mut [u8] {
-        &mut self.data[..self.len]
+        &mut self.data
     }
 
     /// Appends newly read bytes (the buffer doubles as it grows, so a large message
     /// costs O(log n) growths).
     pub fn append(&mut self, bytes: &[u8]) {
-        self.data.truncate(self.len);
         self.data.extend_from_slice(bytes);
-        self.len = self.data.len();
     }
 
-    /// Room for a read after the held bytes: the spare capacity, grown (doubling)
-    /// when less than `min` is left. Bytes read into it are held once
-    /// [`commit`](Self::commit)ted.
-    pub fn spare_mut(&mut self, min: usize) -> &mut [u8] {
-        if self.data.capacity() - self.len < min {
-            self.data.truncate(self.len);
-            self.data.reserve(min.max(self.len));
+    /// Reads from `socket` straight after the held bytes, into the buffer's spare
+    /// room (grown by doubling when less than `min` is left), without a copy.
+    /// Returns the bytes read and the room offered.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error, as `read` would return it (`WouldBlock` included).
+    pub(crate) fn read_from<S: AsFd>(
+        &mut self,
+        socket: &S,
+        min: usize,
+    ) -> (io::Result<usize>, usize) {
+        if self.data.capacity() - self.data.len() < min {
+            self.data.reserve(min.max(self.data.len()));
         }
-        // Initialise the room once: a buffer reused from the pool already is.
-        self.data.resize(self.data.capacity(), 0);
-        &mut self.data[self.len..]
-    }
-
-    /// Holds the first `n` bytes of the room [`spare_mut`](Self::spare_mut) gave.
-    pub fn commit(&mut self, n: usize) {
-        self.len = (self.len + n).min(self.data.len());
+        let room = self.data.capacity() - self.data.len();
+        (spare::read_into_spare(socket, &mut self.data), room)
     }
 
     /// Keeps only `range` of the held bytes, moved to the front.
     pub fn keep(&mut self, range: Range<usize>) {
-        let end = range.end.min(self.len);
+        let end = range.end.min(self.data.len());
         let start = range.start.min(end);
         self.data.copy_within(start..end, 0);
-        self.len = end - start;
+        self.data.truncate(end - start);
     }
 
     /// The memory this buffer holds.
@@ -111,26 +109,20 @@ impl BufferPool {
                 .pop()
                 .unwrap_or_else(|| Vec::with_capacity(self.pooled_size.max(bytes.len())))
         };
-        // A pooled buffer stays initialised: overwrite its start.
-        if data.len() < bytes.len() {
-            data.resize(bytes.len(), 0);
-        }
-        data[..bytes.len()].copy_from_slice(bytes);
-        ReadBuf {
-            data,
-            len: bytes.len(),
-        }
+        data.extend_from_slice(bytes);
+        ReadBuf { data }
     }
 
     /// Returns a buffer. It is kept for reuse if the pool has room and its size is
     /// between the pooled size and the largest kept; otherwise it is freed.
     pub fn give(&mut self, buf: ReadBuf) {
-        let data = buf.data;
+        let mut data = buf.data;
         let capacity = data.capacity();
         if self.free.len() < self.max_free
             && capacity >= self.pooled_size
             && capacity <= self.max_pooled_size
         {
+            data.clear();
             self.free.push(data);
         }
     }
@@ -190,26 +182,30 @@ mod tests {
     }
 
     #[test]
-    fn reads_land_in_the_spare_room_and_grow_it_by_doubling() {
+    fn reads_land_after_the_held_bytes_and_grow_the_buffer_by_doubling() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tx = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (rx, _) = listener.accept().unwrap();
         let mut pool = BufferPool::new(1, 16 * 1024, 64 * 1024);
         let mut buf = pool.take_with(&[1; 5000]);
-        let room = buf.spare_mut(4096);
-        assert!(room.len() >= 16 * 1024 - 5000);
-        room[..3].copy_from_slice(b"abc");
-        buf.commit(3);
-        assert_eq!(buf.len(), 5003);
+        tx.write_all(b"abc").unwrap();
+        let (n, room) = buf.read_from(&rx, 4096);
+        assert_eq!(n.unwrap(), 3);
+        assert!(room >= 16 * 1024 - 5000);
         assert_eq!(&buf.input_mut()[4999..], &[1, b'a', b'b', b'c']);
-        // Fill it: the next room doubles the buffer, keeping what is held.
-        let rest = buf.spare_mut(1).len();
-        buf.commit(rest);
+        // Fill the room: the next read doubles the buffer, keeping what is held.
+        tx.write_all(&vec![2; room - 3]).unwrap();
+        let mut got = 0;
+        while got < room - 3 {
+            got += buf.read_from(&rx, 1).0.unwrap();
+        }
         let before = buf.capacity();
-        assert!(buf.spare_mut(4096).len() >= 4096);
-        assert!(buf.capacity() >= 2 * before - 1);
+        tx.write_all(b"d").unwrap();
+        let (n, room) = buf.read_from(&rx, 4096);
+        assert_eq!(n.unwrap(), 1);
+        assert!(room >= 4096 && buf.capacity() >= 2 * before);
         assert_eq!(&buf.input_mut()[4999..5003], &[1, b'a', b'b', b'c']);
-        // Kept bytes move to the front; the room after them is reused.
-        buf.keep(5000..5003);
-        assert_eq!(buf.input_mut(), b"abc");
-        buf.append(b"de");
-        assert_eq!(buf.input_mut(), b"abcde");
+        assert_eq!(buf.input_mut().last(), Some(&b'd'));
     }
 }

@@ -11,6 +11,21 @@ use super::timer::{before, is_due};
 use crate::handler::{ConnId, Handler};
 use crate::proto::{CloseCode, OpCode};
 
+/// What a round of `finish_turn` does after its flush.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// The write failed: the peer is gone.
+    Gone,
+    /// Bytes wait for the kernel (whether it took some this time).
+    Wait(bool),
+    /// Everything is written; nothing to call.
+    Done,
+    /// Everything is written on a draining connection: shut our side.
+    ShutWrite,
+    /// Everything is written and the queue had met backpressure: call `on_drain`.
+    Drain,
+}
+
 /// How many times one turn calls `on_drain` for a connection whose queue keeps
 /// emptying (see `finish_turn`).
 const DRAIN_ROUNDS: usize = 4;
@@ -55,51 +70,58 @@ impl<H: Handler> Reactor<H> {
                 return;
             };
             let owner = Owner::of(key, conn);
-            let buffered = self.output.buffered(owner, conn);
+            // Progress only matters to a write timer already running.
             let waiting = conn.has(flag::WRITE_WAIT);
-            match self.output.flush(owner, conn) {
-                Ok(Flushed::Partly) => {
-                    let progressed = self.output.queued(conn) < buffered;
-                    self.write_waiting(key, progressed);
-                    return;
-                }
-                Ok(Flushed::All) if waiting => self.write_waiting(key, true),
-                Ok(Flushed::All) => {}
-                Err(_) => {
-                    self.peer_gone(key);
-                    return;
-                }
-            }
-            let Some(conn) = self.conns.get_mut(key) else {
-                return;
+            let before = if waiting {
+                self.output.buffered(owner, conn)
+            } else {
+                0
             };
-            if conn.phase == Phase::Draining {
-                if !conn.has(flag::WRITE_SHUT) {
-                    conn.set(flag::WRITE_SHUT);
-                    if conn.stream.shutdown(Shutdown::Write).is_err() {
-                        self.remove(key);
+            let next = match self.output.flush(owner, conn) {
+                Err(_) => Next::Gone,
+                Ok(Flushed::Partly) => Next::Wait(self.output.queued(conn) < before),
+                Ok(Flushed::All) if conn.phase == Phase::Draining => Next::ShutWrite,
+                Ok(Flushed::All) if conn.has(flag::WANTS_DRAIN) => Next::Drain,
+                Ok(Flushed::All) => Next::Done,
+            };
+            if next != Next::Gone && (waiting || matches!(next, Next::Wait(_))) {
+                self.write_waiting(key, matches!(next, Next::Wait(true)));
+            }
+            match next {
+                Next::Gone => return self.peer_gone(key),
+                Next::Wait(_) => return,
+                Next::Done => return,
+                Next::ShutWrite => {
+                    if let Some(conn) = self.conns.get_mut(key)
+                        && !conn.has(flag::WRITE_SHUT)
+                    {
+                        conn.set(flag::WRITE_SHUT);
+                        if conn.stream.shutdown(Shutdown::Write).is_err() {
+                            self.remove(key);
+                        }
                     }
+                    return;
                 }
-                return;
+                Next::Drain if round == DRAIN_ROUNDS => {
+                    // No writable edge will come for an empty queue: call on_drain
+                    // again next turn.
+                    return self.deferred.push(key);
+                }
+                Next::Drain => {
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        conn.clear(flag::WANTS_DRAIN);
+                    }
+                    self.callback(key, |h, ws| h.on_drain(ws));
+                }
             }
-            if !conn.has(flag::WANTS_DRAIN) {
-                return;
-            }
-            if round == DRAIN_ROUNDS {
-                // No writable edge will come for an empty queue: call on_drain
-                // again next turn.
-                self.deferred.push(key);
-                return;
-            }
-            conn.clear(flag::WANTS_DRAIN);
-            self.callback(key, |h, ws| h.on_drain(ws));
         }
     }
 
     /// Keeps the write timer of an open connection: started when its queue stops
-    /// draining, restarted whenever the kernel takes some of it, and replaced by
-    /// the idle timer once the queue is empty. While it runs, input does not push
-    /// the deadline back: a peer that sends but never reads is still evicted.
+    /// draining, restarted whenever the kernel takes some of it (`progressed`), and
+    /// replaced by the idle timer once the queue is empty. While it runs, input
+    /// does not push the deadline back: a peer that sends but never reads is still
+    /// evicted.
     fn write_waiting(&mut self, key: usize, progressed: bool) {
         let Some(write) = self.timeouts.write else {
             return;

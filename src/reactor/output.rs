@@ -127,19 +127,27 @@ impl Output {
 
     /// The cork, lent to `owner`. Bytes another connection left in it are moved to
     /// the strays first, with their owner.
+    #[inline]
     pub(crate) fn cork(&mut self, owner: Owner) -> &mut Vec<u8> {
         if self.cork.owner != owner {
             if !self.cork.bytes.is_empty() {
-                let displaced = Bytes::copy_from_slice(&self.cork.bytes);
-                self.strays.push((self.cork.owner, displaced));
-                self.cork.bytes.clear();
+                self.displace();
             }
             self.cork.owner = owner;
         }
         &mut self.cork.bytes
     }
 
+    /// Moves the cork's bytes to the strays, with their owner.
+    #[cold]
+    fn displace(&mut self) {
+        let displaced = Bytes::copy_from_slice(&self.cork.bytes);
+        self.strays.push((self.cork.owner, displaced));
+        self.cork.bytes.clear();
+    }
+
     /// Bytes corked for `owner`.
+    #[inline]
     fn corked(&self, owner: Owner) -> usize {
         if self.cork.owner == owner {
             self.cork.bytes.len()
@@ -378,6 +386,7 @@ impl Output {
 
     /// Writes the cork now if it has reached its limit (replies to a read full of
     /// pings), so that it stays bounded.
+    #[inline]
     pub(crate) fn flush_full_cork<S>(
         &mut self,
         owner: Owner,

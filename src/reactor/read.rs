@@ -15,6 +15,18 @@ use crate::proto::{CloseCode, CloseState, Decoded, Event};
 /// its own buffer (at least this much room per read).
 const DIRECT_READ: usize = 4 * 1024;
 
+/// Retries a read interrupted by a signal.
+fn read_retrying(
+    mut read: impl FnMut() -> (io::Result<usize>, usize),
+) -> (io::Result<usize>, usize) {
+    loop {
+        match read() {
+            (Err(e), _) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 impl<H: Handler> Reactor<H> {
     // ---- reading ----------------------------------------------------------------
 
@@ -56,10 +68,8 @@ impl<H: Handler> Reactor<H> {
             } else {
                 let mut held = std::mem::take(&mut self.inputs[conn.input as usize]);
                 if held.len() >= DIRECT_READ {
-                    let room = held.spare_mut(DIRECT_READ);
-                    let asked = room.len();
-                    let result = read(&mut conn.stream, room);
-                    held.commit(*result.as_ref().unwrap_or(&0));
+                    let (result, asked) =
+                        read_retrying(|| held.read_from(&conn.stream, DIRECT_READ));
                     (result, asked, Input::Held(held))
                 } else {
                     let result = read(&mut conn.stream, &mut self.scratch);
@@ -286,6 +296,10 @@ impl<H: Handler> Reactor<H> {
     /// Hands frames to proto and events to the handler. Returns the bytes to keep.
     pub(super) fn frames(&mut self, key: usize, bytes: &mut [u8]) -> Range<usize> {
         let limits = self.config.limits;
+        let Some(conn) = self.conns.get(key) else {
+            return 0..0;
+        };
+        let owner = Owner::of(key, conn);
         let mut pos = 0;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -294,7 +308,6 @@ impl<H: Handler> Reactor<H> {
             if conn.phase == Phase::Draining {
                 return 0..0;
             }
-            let owner = Owner::of(key, conn);
             // Replies to a read full of pings leave now rather than grow the cork.
             // A write error is seen by the next read.
             let _ = self.output.flush_full_cork(owner, conn);

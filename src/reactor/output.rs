@@ -288,9 +288,17 @@ impl Output {
     ) {
         // Take the cork for this connection (displacing another's, if any).
         self.cork(owner);
+        self.reclaim_strays(owner, conn);
         let written = if conn.output == NONE {
-            let parts = [&self.cork.bytes[..], header, payload.as_slice()];
-            write_once(&mut conn.stream, &parts.map(IoSlice::new)).unwrap_or(0)
+            let mut slices = [IoSlice::new(&[]); 3];
+            let mut count = 0;
+            for part in [&self.cork.bytes[..], header, payload.as_slice()] {
+                if !part.is_empty() {
+                    slices[count] = IoSlice::new(part);
+                    count += 1;
+                }
+            }
+            write_once(&mut conn.stream, &slices[..count]).unwrap_or(0)
         } else {
             0
         };
@@ -331,6 +339,28 @@ impl Output {
         }
     }
 
+    /// Puts `owner`'s strays, older than anything it sends now, at the end of its
+    /// queue before anything else is written, so that its bytes keep their order.
+    #[inline]
+    fn reclaim_strays<S>(&mut self, owner: Owner, conn: &mut Conn<S>) {
+        if !self.strays.is_empty() {
+            self.reclaim_strays_slow(owner, conn);
+        }
+    }
+
+    #[cold]
+    fn reclaim_strays_slow<S>(&mut self, owner: Owner, conn: &mut Conn<S>) {
+        let mut i = 0;
+        while i < self.strays.len() {
+            if self.strays[i].0 == owner {
+                let (_, bytes) = self.strays.remove(i);
+                queue_of(&mut self.queues, conn).push(bytes);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
     /// Queues bytes staged for `conn` earlier (a stray being delivered).
     pub(crate) fn enqueue<S>(&mut self, conn: &mut Conn<S>, bytes: Bytes) {
         queue_of(&mut self.queues, conn).push(bytes);
@@ -339,6 +369,7 @@ impl Output {
     /// Writes the cork if it holds bytes of `owner`: directly if nothing is queued,
     /// else behind the queue. Another connection's bytes are left alone.
     fn flush_cork<S>(&mut self, owner: Owner, conn: &mut Conn<S>) -> io::Result<()> {
+        self.reclaim_strays(owner, conn);
         if self.corked(owner) == 0 {
             return Ok(());
         }
@@ -480,6 +511,23 @@ mod tests {
         assert_eq!(strays.len(), 1);
         assert_eq!(strays[0].0, A);
         assert_eq!(&strays[0].1[..], b"for A");
+    }
+
+    #[test]
+    fn displaced_bytes_go_out_before_what_their_connection_sends_next() {
+        let (stream, mut client) = crate::reactor::tests::pair();
+        let mut conn: Conn<()> = Conn::new(stream, A.generation);
+        let mut output = Output::new(1 << 20, BackpressurePolicy::Drop);
+        output.cork(A).extend_from_slice(b"first ");
+        output.cork(B).extend_from_slice(b"for B");
+        // A's next send is written at once (large), yet after its displaced bytes.
+        let big = vec![b'x'; DIRECT_WRITE];
+        output.send(A, &mut conn, OpCode::Binary, &big);
+        output.flush(A, &mut conn).unwrap();
+        assert_eq!(output.take_strays().len(), 1, "only B's are left");
+        let mut got = vec![0u8; 6];
+        std::io::Read::read_exact(&mut client, &mut got).unwrap();
+        assert_eq!(&got, b"first ");
     }
 
     #[test]

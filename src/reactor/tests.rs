@@ -73,7 +73,7 @@ fn timeouts_fire_across_the_32_bit_tick_edge_and_the_idle_loop_sleeps() {
 }
 
 /// A connected pair: a mio stream (the server's side) and a std stream.
-fn pair() -> (mio::net::TcpStream, TcpStream) {
+pub(crate) fn pair() -> (mio::net::TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
     let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connects");
     let (server, _) = listener.accept().expect("accepts");

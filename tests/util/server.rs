@@ -226,3 +226,18 @@ impl Handler for Register {
         let _ = self.ids.lock().unwrap().send(ws.id());
     }
 }
+
+/// Shuts `server` down (closing connections within `grace`) and waits at most
+/// `timeout` for its reactor threads: `None` if they did not end, so that a stuck
+/// reactor fails a test rather than hanging it.
+pub fn shutdown_within(
+    server: ServerHandle,
+    grace: Duration,
+    timeout: Duration,
+) -> Option<wsreactor::Result<()>> {
+    let (done, result) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(server.shutdown(grace));
+    });
+    result.recv_timeout(timeout).ok()
+}

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use wsreactor::{
-    BackpressurePolicy, CloseCode, Config, ConnId, Handler, Message, Request, SendStatus, Sender,
-    Socket, Upgrade,
+    BackpressurePolicy, CloseCode, Config, ConnId, Handler, Message, QueueStatus, Request,
+    SendStatus, Sender, Socket, Upgrade,
 };
 
 use script::{Burst, Case, Command, Outcome, SenderAct, Stream, run_client};
@@ -233,15 +233,14 @@ impl Handler for Scripted {
 // ---- the other threads ----------------------------------------------------------
 
 /// Every call this test makes on `Sender`, in one place. Returns whether the
-/// command was queued: `send`, `broadcast` and `close` are to report it; until they
-/// do, every call counts as queued.
+/// command was queued (a `Full` or `Closed` one must not arrive).
 fn via_sender(sender: &Sender, call: SenderCall<'_>) -> bool {
-    match call {
+    let status = match call {
         SenderCall::Send(id, message) => sender.send(id, message),
         SenderCall::Broadcast(message) => sender.broadcast(message),
         SenderCall::Close(id, code) => sender.close(id, CloseCode(code), "scripted"),
-    }
-    true
+    };
+    status == QueueStatus::Queued
 }
 
 enum SenderCall<'a> {

@@ -72,14 +72,14 @@ impl<H: Handler> Reactor<H> {
             let owner = Owner::of(key, conn);
             // Progress only matters to a write timer already running.
             let waiting = conn.has(flag::WRITE_WAIT);
-            let before = if waiting {
+            let buffered = if waiting {
                 self.output.buffered(owner, conn)
             } else {
                 0
             };
             let next = match self.output.flush(owner, conn) {
                 Err(_) => Next::Gone,
-                Ok(Flushed::Partly) => Next::Wait(self.output.queued(conn) < before),
+                Ok(Flushed::Partly) => Next::Wait(self.output.queued(conn) < buffered),
                 Ok(Flushed::All) if conn.phase == Phase::Draining => Next::ShutWrite,
                 Ok(Flushed::All) if conn.has(flag::WANTS_DRAIN) => Next::Drain,
                 Ok(Flushed::All) => Next::Done,
@@ -89,8 +89,7 @@ impl<H: Handler> Reactor<H> {
             }
             match next {
                 Next::Gone => return self.peer_gone(key),
-                Next::Wait(_) => return,
-                Next::Done => return,
+                Next::Wait(_) | Next::Done => return,
                 Next::ShutWrite => {
                     if let Some(conn) = self.conns.get_mut(key)
                         && !conn.has(flag::WRITE_SHUT)

@@ -7,8 +7,11 @@
 //! 3. serves each ready connection: reads until the socket is drained (a short read
 //!    or `WouldBlock`) or its read budget is spent, hands the bytes to proto, calls
 //!    the handler for each event, then flushes what the callbacks sent in one write;
-//! 4. runs the commands other threads queued (sends, broadcasts, closes, shutdown);
-//! 5. fires the timers that are due, and publishes the counters.
+//! 4. runs the commands other threads queued (sends, broadcasts, closes, shutdown),
+//!    up to a per-turn budget;
+//! 5. fires the timers that are due;
+//! 6. hands any bytes still staged in the cork (or displaced from it) to the
+//!    connection they were staged for, and publishes the counters.
 
 mod commands;
 pub(crate) mod conn;

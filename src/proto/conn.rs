@@ -34,6 +34,7 @@ use super::close::{CloseCode, CloseFrame, CloseState, encode_close_payload, pars
 use super::frame::{FrameError, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, Role};
 use super::mask::apply_mask;
 use super::message::{Message, valid_utf8_prefix};
+use super::utf8::from_utf8_with_validated;
 
 mod send;
 
@@ -181,7 +182,20 @@ pub struct Connection {
     /// Bytes after the held payload that are already processed (headers of
     /// continuation frames, control frames between fragments).
     gap: u32,
-    /// How much of the held text payload is known to be complete, valid UTF-8.
+    /// How much of the held text payload is known to be complete, valid UTF-8: the
+    /// payload's first `validated` bytes are valid UTF-8 ending at a character boundary
+    /// (0 for binary messages and between messages; never more than `held`).
+    ///
+    /// Only `validate_partial` raises it, by what `valid_utf8_prefix`
+    /// vouches for in the bytes after it; a new message and the end of one reset it.
+    /// Within one call to `decode` the held payload is never written once it is in
+    /// place: a fragment's payload is unmasked where it arrives and then copied to just
+    /// past the held bytes; control frames between fragments are unmasked in the gap,
+    /// after them; a partial header is moved to just past them. So the bytes validated
+    /// during a call are still valid when the message ends in that same call, and
+    /// `finish_message` relies on that to skip them. Bytes validated by an earlier
+    /// call are not relied on: the caller has held them since, and safe code may have
+    /// changed them.
     validated: u32,
     /// Client role: the state of the mask key generator (xorshift32).
     mask_seed: u32,
@@ -279,6 +293,9 @@ impl Connection {
         // The held payload starts at `start`: 0 when a message was in progress at the
         // call, else just after the first frame header of a message begun here.
         let mut start = 0;
+        // The held bytes validated by earlier calls: validated again at the end (see
+        // `validated`). The ones validated from here on, in this call, are not.
+        let mut validated_earlier = self.validated as usize;
         loop {
             let pos = start + (self.held as usize) + (self.gap as usize);
             if self.in_frame {
@@ -307,7 +324,7 @@ impl Connection {
                 }
                 self.in_frame = false;
                 if self.frame_fin {
-                    return self.finish_message(buf, start, out);
+                    return self.finish_message(buf, start, validated_earlier, out);
                 }
                 if let Err(e) = self.validate_partial(&buf[start..start + (self.held as usize)]) {
                     return self.fail(out, e.code, e.reason);
@@ -409,6 +426,7 @@ impl Connection {
                 self.held = 0;
                 self.gap = 0;
                 self.validated = 0;
+                validated_earlier = 0;
                 self.assembling = if header.opcode == OpCode::Text {
                     Assembling::Text
                 } else {
@@ -440,14 +458,19 @@ impl Connection {
         }
     }
 
+    /// Delivers the message held at `buf[start..]`. For text, only the bytes not
+    /// validated during this call (`validated_earlier..self.validated` were) are
+    /// validated now.
     fn finish_message<'b, B: BufMut>(
         &mut self,
         buf: &'b mut [u8],
         start: usize,
+        validated_earlier: usize,
         out: &mut B,
     ) -> Decoded<'b> {
         let consumed = start + (self.held as usize) + (self.gap as usize);
         let range = start..start + (self.held as usize);
+        let validated_here = validated_earlier..(self.validated as usize);
         let kind = self.assembling;
         self.held = 0;
         self.gap = 0;
@@ -456,16 +479,25 @@ impl Connection {
         let buf: &'b [u8] = buf;
         let payload = &buf[range];
         let message = match kind {
-            Assembling::Text => match simdutf8::basic::from_utf8(payload) {
-                Ok(text) => Message::Text(text),
-                Err(_) => {
-                    return self.fail(
-                        out,
-                        CloseCode::INVALID_PAYLOAD,
-                        "text message is not valid UTF-8",
-                    );
+            Assembling::Text => {
+                // SAFETY: `payload[validated_here]` was vouched for by `valid_utf8_prefix`
+                // during this call, in pieces that each start and end at a character
+                // boundary, and the held payload has not been written since (the
+                // invariant on `validated`). A message begun in this call set
+                // `validated_earlier` to 0 along with `validated`.
+                #[allow(unsafe_code)]
+                let text = unsafe { from_utf8_with_validated(payload, validated_here) };
+                match text {
+                    Some(text) => Message::Text(text),
+                    None => {
+                        return self.fail(
+                            out,
+                            CloseCode::INVALID_PAYLOAD,
+                            "text message is not valid UTF-8",
+                        );
+                    }
                 }
-            },
+            }
             _ => Message::Binary(payload),
         };
         Decoded::Event {
@@ -509,6 +541,7 @@ impl Connection {
         self.close = CloseState::Closed;
         self.held = 0;
         self.gap = 0;
+        self.validated = 0;
         self.in_frame = false;
         self.assembling = Assembling::None;
         Decoded::Event {

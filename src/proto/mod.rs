@@ -16,6 +16,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+mod utf8;
 
 pub use close::{CloseCode, CloseFrame, CloseState};
 pub use conn::{Connection, Decoded, Event, Limits, ProtocolError, SendError};

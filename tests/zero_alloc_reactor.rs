@@ -1,0 +1,179 @@
+//! In steady state, an echoed message allocates nothing on the reactor thread: once a
+//! connection has echoed a few hundred messages (small text and 8 KiB binary, one at a
+//! time and in pipelined bursts, and bursts of small text alone), more of the same cost
+//! no allocation at all.
+//!
+//! The reactor runs on a thread of its own, so a per-thread count cannot see it: the
+//! handler's `on_open`, which runs on that thread, marks it for a counting allocator.
+//! The client (tungstenite, on the test thread) is not counted.
+//!
+//! When it fails, `MARKED_ALLOC_BACKTRACES=3 cargo test --test zero_alloc_reactor --
+//! --nocapture` prints where the first allocations after the warm-up come from.
+
+#[path = "util/marked_alloc.rs"]
+mod marked_alloc;
+#[path = "util/server.rs"]
+mod server;
+
+use std::time::Duration;
+
+use marked_alloc::{Counter, Marked, trace_from_now, trace_label};
+use server::{Client, connect, start, test_config};
+use tungstenite::Message as T;
+use wsreactor::{Handler, Message, Socket};
+
+#[global_allocator]
+static GLOBAL: Marked = Marked;
+
+/// Small enough for one read and one write.
+const SMALL: &str = "the quick brown fox, once more";
+/// A mid-size binary message: several of them fill a read and get cut between reads.
+const BINARY: usize = 8 * 1024;
+/// Messages of each kind in a pipelined burst of both kinds (about 520 KiB: more than
+/// the reactor reads from one connection in one turn).
+const BURST: usize = 64;
+/// Messages in a pipelined burst of small texts only (about 140 KiB: several reads,
+/// most of them ending inside a frame).
+const TEXT_BURST: usize = 4096;
+/// Time for the reactor to finish the turn that wrote the last echo.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Echoes every message, and counts the allocations of the thread it runs on. On the
+/// text "allocate" it also allocates, to show that the count sees it.
+#[derive(Clone)]
+struct MarkedEcho {
+    counter: Counter,
+}
+
+impl Handler for MarkedEcho {
+    type Session = ();
+
+    fn on_open(&mut self, _ws: &mut Socket<'_, ()>) {
+        self.counter.mark_this_thread();
+    }
+
+    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
+        if message.as_bytes() == b"allocate" {
+            std::hint::black_box(Box::new([0u8; 64]));
+        }
+        ws.send(message);
+    }
+}
+
+fn binary() -> Vec<u8> {
+    (0..BINARY).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+/// One message in flight at a time: `n` small texts and `n` binaries, alternately.
+fn closed_loop(ws: &mut Client, n: usize, binary: &[u8]) {
+    for _ in 0..n {
+        ws.send(T::text(SMALL)).expect("send text");
+        assert_eq!(ws.read().expect("read text"), T::text(SMALL));
+        ws.send(T::binary(binary.to_vec())).expect("send binary");
+        assert_eq!(ws.read().expect("read binary"), T::binary(binary.to_vec()));
+    }
+}
+
+/// A pipelined burst: `BURST` texts and `BURST` binaries written back to back in one
+/// flush, then all the echoes read.
+fn burst(ws: &mut Client, binary: &[u8]) {
+    for _ in 0..BURST {
+        ws.write(T::text(SMALL)).expect("queue text");
+        ws.write(T::binary(binary.to_vec())).expect("queue binary");
+    }
+    ws.flush().expect("flush the burst");
+    for _ in 0..BURST {
+        assert_eq!(ws.read().expect("read text"), T::text(SMALL));
+        assert_eq!(ws.read().expect("read binary"), T::binary(binary.to_vec()));
+    }
+}
+
+/// A pipelined burst of `TEXT_BURST` small texts.
+fn text_burst(ws: &mut Client) {
+    for _ in 0..TEXT_BURST {
+        ws.write(T::text(SMALL)).expect("queue text");
+    }
+    ws.flush().expect("flush the burst");
+    for _ in 0..TEXT_BURST {
+        assert_eq!(ws.read().expect("read text"), T::text(SMALL));
+    }
+}
+
+/// A server whose reactor thread is counted by a fresh counter, and a client that has
+/// echoed enough to reach steady state.
+fn warmed_up() -> (wsreactor::ServerHandle, Client, Counter, Vec<u8>) {
+    let counter = Counter::new();
+    // No handshake or idle deadline: the timer wheel's slots and its list of due entries
+    // grow on first use, which the few seconds of this test cannot get past, and which
+    // no message causes.
+    let config = test_config()
+        .with_reactors(1)
+        .with_handshake_timeout(None)
+        .with_idle_timeout(None);
+    let server = start(config, MarkedEcho { counter });
+    let mut ws = connect(server.local_addr(), "/");
+    let binary = binary();
+    closed_loop(&mut ws, 100, &binary);
+    burst(&mut ws, &binary);
+    burst(&mut ws, &binary);
+    text_burst(&mut ws);
+    text_burst(&mut ws);
+    closed_loop(&mut ws, 100, &binary);
+    std::thread::sleep(SETTLE);
+    assert!(counter.get() > 0, "the reactor thread is marked");
+    (server, ws, counter, binary)
+}
+
+#[test]
+fn the_counter_sees_allocations_on_marked_threads_only() {
+    let counter = Counter::new();
+    let marked = std::thread::spawn(move || {
+        counter.mark_this_thread();
+        std::hint::black_box(vec![1u8; 10]).len()
+    });
+    assert_eq!(marked.join().unwrap(), 10);
+    let seen = counter.get();
+    assert!(seen >= 1, "the marked thread's allocation was counted");
+    std::hint::black_box(vec![1u8; 10]);
+    assert_eq!(counter.get(), seen, "this thread is not marked");
+}
+
+#[test]
+fn the_counter_sees_an_allocation_in_a_handler_on_the_reactor_thread() {
+    let (server, mut ws, counter, _) = warmed_up();
+    let before = counter.get();
+    ws.send(T::text("allocate")).expect("send");
+    assert_eq!(ws.read().expect("read"), T::text("allocate"));
+    std::thread::sleep(SETTLE);
+    assert!(counter.get() > before, "the handler's Box was counted");
+    ws.close(None).ok();
+    server.shutdown(Duration::from_secs(5)).expect("shutdown");
+}
+
+#[test]
+fn echoing_in_steady_state_allocates_nothing_on_the_reactor_thread() {
+    let (server, mut ws, counter, binary) = warmed_up();
+    trace_from_now();
+    // Allocations during each phase, counted once the reactor has finished its turn.
+    let mut phase = |label: &str, run: &mut dyn FnMut(&mut Client)| {
+        trace_label(label);
+        let before = counter.get();
+        run(&mut ws);
+        std::thread::sleep(SETTLE);
+        counter.get() - before
+    };
+    let closed = phase("closed loop", &mut |ws| closed_loop(ws, 500, &binary));
+    let bursts = phase("bursts", &mut |ws| (0..3).for_each(|_| burst(ws, &binary)));
+    let text_bursts = phase("text bursts", &mut |ws| (0..3).for_each(|_| text_burst(ws)));
+    trace_label("end");
+
+    ws.close(None).ok();
+    server.shutdown(Duration::from_secs(5)).expect("shutdown");
+    assert_eq!(
+        (closed, bursts, text_bursts),
+        (0, 0, 0),
+        "allocations on the reactor thread in steady state: (closed loop, bursts of text \
+         and binary, bursts of small text). MARKED_ALLOC_BACKTRACES=3 and --nocapture \
+         show where they come from"
+    );
+}

@@ -67,7 +67,9 @@ impl ReadBuf {
     pub fn keep(&mut self, range: Range<usize>) {
         let end = range.end.min(self.data.len());
         let start = range.start.min(end);
-        self.data.copy_within(start..end, 0);
+        if start > 0 {
+            self.data.copy_within(start..end, 0);
+        }
         self.data.truncate(end - start);
     }
 
@@ -99,10 +101,11 @@ impl BufferPool {
         }
     }
 
-    /// A buffer holding a copy of `bytes`: pooled if `bytes` is 4 KiB or more,
-    /// exactly sized otherwise.
-    pub fn take_with(&mut self, bytes: &[u8]) -> ReadBuf {
-        let mut data = if bytes.len() < POOLED_FROM {
+    /// A buffer holding a copy of `bytes`: pooled if `pooled` is set (the holder is
+    /// busy and will read into it again at once) or `bytes` is 4 KiB or more,
+    /// exactly sized otherwise (a slow holder costs what it sent).
+    pub fn take_with(&mut self, bytes: &[u8], pooled: bool) -> ReadBuf {
+        let mut data = if bytes.len() < POOLED_FROM && !pooled {
             Vec::with_capacity(bytes.len())
         } else {
             self.free
@@ -140,17 +143,21 @@ mod tests {
     #[test]
     fn small_holds_are_exact_and_large_ones_reuse_pooled_buffers() {
         let mut pool = BufferPool::new(2, 16 * 1024, 256 * 1024);
-        let small = pool.take_with(b"GET / HT");
+        let small = pool.take_with(b"GET / HT", false);
         assert_eq!((small.len(), small.capacity()), (8, 8));
         pool.give(small);
         assert_eq!(pool.idle(), 0, "small buffers are not pooled");
+        let busy = pool.take_with(b"GET / HT", true);
+        assert!(busy.capacity() >= 16 * 1024, "unless their holder is busy");
+        pool.give(busy);
+        assert_eq!(pool.idle(), 1);
 
-        let big = pool.take_with(&[7; 5000]);
+        let big = pool.take_with(&[7; 5000], false);
         assert!(big.capacity() >= 16 * 1024);
         let ptr = big.data.as_ptr();
         pool.give(big);
         assert_eq!(pool.idle(), 1);
-        let again = pool.take_with(&[1; 4096]);
+        let again = pool.take_with(&[1; 4096], false);
         assert_eq!(again.data.as_ptr(), ptr, "reused");
         assert_eq!(again.len(), 4096);
     }
@@ -158,12 +165,12 @@ mod tests {
     #[test]
     fn the_pool_is_bounded_and_drops_grown_buffers() {
         let mut pool = BufferPool::new(2, 16 * 1024, 64 * 1024);
-        let bufs: Vec<_> = (0..3).map(|_| pool.take_with(&[0; 5000])).collect();
+        let bufs: Vec<_> = (0..3).map(|_| pool.take_with(&[0; 5000], false)).collect();
         for b in bufs {
             pool.give(b);
         }
         assert_eq!(pool.idle(), 2);
-        let mut grown = pool.take_with(&[0; 5000]);
+        let mut grown = pool.take_with(&[0; 5000], false);
         grown.append(&[0; 100_000]);
         pool.give(grown);
         assert_eq!(pool.idle(), 1, "a buffer grown past the maximum is freed");
@@ -172,7 +179,7 @@ mod tests {
     #[test]
     fn keep_and_append() {
         let mut pool = BufferPool::new(1, 16 * 1024, 64 * 1024);
-        let mut buf = pool.take_with(b"abcdef");
+        let mut buf = pool.take_with(b"abcdef", false);
         buf.keep(2..5);
         assert_eq!(buf.input_mut(), b"cde");
         buf.append(b"fg");
@@ -188,7 +195,7 @@ mod tests {
         let mut tx = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (rx, _) = listener.accept().unwrap();
         let mut pool = BufferPool::new(1, 16 * 1024, 64 * 1024);
-        let mut buf = pool.take_with(&[1; 5000]);
+        let mut buf = pool.take_with(&[1; 5000], false);
         tx.write_all(b"abc").unwrap();
         let (n, room) = buf.read_from(&rx, 4096);
         assert_eq!(n.unwrap(), 3);

@@ -3,8 +3,9 @@
 //! Text is validated while it arrives ([`valid_utf8_prefix`](super::message::valid_utf8_prefix)),
 //! so at the end of a fragmented message most of it may be known valid already.
 //! [`from_utf8_with_validated`] validates only the rest and then turns the whole payload
-//! into `&str` with `from_utf8_unchecked`. This is the crate's only `unsafe` code; the
-//! tests below compare it with `std::str::from_utf8` on the whole payload.
+//! into `&str` with `from_utf8_unchecked`. This module and `buf/spare.rs` hold the
+//! crate's only `unsafe` code; the tests below compare this one with
+//! `std::str::from_utf8` on the whole payload.
 #![allow(unsafe_code)]
 
 use std::ops::Range;

@@ -11,8 +11,8 @@ use crate::handler::{ConnId, Handler, Socket, Upgrade};
 use crate::proto::handshake::{self, HandshakeError, Request};
 use crate::proto::{CloseCode, CloseState, Decoded, Event};
 
-/// A connection holding at least this much of a partial message reads straight into
-/// its own buffer (at least this much room per read).
+/// A connection whose held buffer is at least this large (a pooled one, or one that
+/// a large message grew) reads straight into it, with at least this much room.
 const DIRECT_READ: usize = 4 * 1024;
 
 /// Retries a read interrupted by a signal.
@@ -56,9 +56,10 @@ impl<H: Handler> Reactor<H> {
                 break;
             }
             // A read lands in the scratch buffer, or, for a connection holding a
-            // large partial message, straight in the spare room of its own buffer.
-            // A small hold (a partial header, a trickled request) is appended to
-            // instead, so that a slow client costs what it sent, not a buffer.
+            // partial message in a pooled or large buffer, straight in the spare
+            // room of that buffer. A small exact-size hold (a slow peer's partial
+            // header, a trickled request) is appended to instead, so that a slow
+            // client costs what it sent, not a buffer.
             let drained_on_short_read = !conn.has(flag::PEER_CLOSED);
             let (result, asked, input) = if conn.input == NONE {
                 let mut scratch = std::mem::take(&mut self.scratch);
@@ -67,7 +68,7 @@ impl<H: Handler> Reactor<H> {
                 (result, scratch.len(), Input::Scratch(scratch, n))
             } else {
                 let mut held = std::mem::take(&mut self.inputs[conn.input as usize]);
-                if held.len() >= DIRECT_READ {
+                if held.capacity() >= DIRECT_READ {
                     let (result, asked) =
                         read_retrying(|| held.read_from(&conn.stream, DIRECT_READ));
                     (result, asked, Input::Held(held))
@@ -120,11 +121,16 @@ impl<H: Handler> Reactor<H> {
     /// to the pool when nothing is kept.
     pub(super) fn restore(&mut self, key: usize, input: Input, keep: Option<Range<usize>>) {
         match input {
-            Input::Scratch(scratch, _) => {
+            Input::Scratch(scratch, n) => {
                 if let Some(keep) = keep.filter(|k| !k.is_empty())
                     && let Some(conn) = self.conns.get_mut(key)
                 {
-                    let held = self.pool.take_with(&scratch[keep]);
+                    // A read that filled the scratch buffer came from a busy peer
+                    // with more on the way: hold its tail in a pooled buffer, which
+                    // the next read lands in directly. A short read's tail is a slow
+                    // peer's: held at its size.
+                    let busy = n == scratch.len();
+                    let held = self.pool.take_with(&scratch[keep], busy);
                     conn.input = self.inputs.insert(held) as u32;
                 }
                 self.scratch = scratch;

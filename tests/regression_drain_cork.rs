@@ -93,17 +93,23 @@ fn client_text(text: &str) -> Vec<u8> {
     frame
 }
 
-/// Reads and discards everything as fast as it can until `stop` or the end.
+/// Reads and discards everything until `stop` or the end: fast, but slower than the
+/// reactor can write (64 KiB, then a pause of 100 µs), so that the stream meets
+/// backpressure. A reader faster than the writer would never let `on_drain`'s loop
+/// meet it, and that callback would never return.
 fn drain_fast(mut stream: TcpStream, stop: Arc<AtomicBool>) -> u64 {
     stream
         .set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0;
     while !stop.load(SeqCst) {
         match stream.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => total += n as u64,
+            Ok(n) => {
+                total += n as u64;
+                thread::sleep(Duration::from_micros(100));
+            }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(_) => break,
         }

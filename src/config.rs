@@ -99,6 +99,12 @@ pub struct Config {
     ///
     /// [`Sender`]: crate::Sender
     pub max_queued_command_bytes: usize,
+    /// The most topics one connection may subscribe to. Default 1,024: far more than
+    /// a chat or a market-data client asks for (a watch list of hundreds of
+    /// symbols), while a peer that subscribes to everything it can name holds the
+    /// server to about 40 KiB of registry per connection. Past it, `subscribe`
+    /// returns [`TopicError::TooMany`](crate::TopicError::TooMany).
+    pub max_subscriptions: usize,
     /// How many idle read buffers each reactor keeps for reuse. Default 64: enough
     /// for the connections that hold partial frames at once in a busy reactor,
     /// without holding memory for a burst that has passed.
@@ -124,6 +130,7 @@ impl Default for Config {
             read_budget: 256 * 1024,
             pooled_buffers: 64,
             max_queued_command_bytes: 16 << 20,
+            max_subscriptions: 1024,
             timer_origin: 0,
         }
     }
@@ -177,6 +184,12 @@ impl Config {
     /// Sets the byte limit of each reactor's command queue.
     pub fn with_max_queued_command_bytes(mut self, bytes: usize) -> Self {
         self.max_queued_command_bytes = bytes;
+        self
+    }
+
+    /// Sets the most topics one connection may subscribe to.
+    pub fn with_max_subscriptions(mut self, topics: usize) -> Self {
+        self.max_subscriptions = topics;
         self
     }
 

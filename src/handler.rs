@@ -6,8 +6,13 @@ use bytes::Bytes;
 
 use crate::proto::handshake::{HttpRequest, Request};
 use crate::proto::{CloseCode, Message};
+use slab::Slab;
+
+use crate::pubsub::{Published, TopicError};
 use crate::reactor::conn::{Conn, Phase};
 use crate::reactor::output::{Output, Owner};
+use crate::reactor::topics::{PubSub, publish_local};
+use crate::server::encode;
 use crate::status::SendStatus;
 
 /// A connection's identity, valid for as long as the connection lives.
@@ -175,12 +180,28 @@ pub trait Handler: Clone + Send + 'static {
 
 /// The current connection, inside a callback.
 pub struct Socket<'a, S> {
-    pub(crate) conn: &'a mut Conn<S>,
+    pub(crate) conns: &'a mut Slab<Conn<S>>,
+    pub(crate) key: usize,
     pub(crate) output: &'a mut Output,
+    pub(crate) pubsub: &'a mut PubSub,
     pub(crate) id: ConnId,
 }
 
 impl<S> Socket<'_, S> {
+    fn conn(&self) -> &Conn<S> {
+        match self.conns.get(self.key) {
+            Some(conn) => conn,
+            None => unreachable!("a socket is only handed out while its connection exists"),
+        }
+    }
+
+    fn conn_mut(&mut self) -> &mut Conn<S> {
+        match self.conns.get_mut(self.key) {
+            Some(conn) => conn,
+            None => unreachable!("a socket is only handed out while its connection exists"),
+        }
+    }
+
     /// The connection's id, to keep for sending later through a
     /// [`Sender`](crate::Sender).
     pub fn id(&self) -> ConnId {
@@ -193,7 +214,7 @@ impl<S> Socket<'_, S> {
     ///
     /// Never in a callback: the session exists from the upgrade to `on_close`.
     pub fn session(&self) -> &S {
-        match &self.conn.session {
+        match &self.conn().session {
             Some(s) => s,
             None => unreachable!("a socket is only handed out while its session exists"),
         }
@@ -205,7 +226,7 @@ impl<S> Socket<'_, S> {
     ///
     /// Never in a callback: the session exists from the upgrade to `on_close`.
     pub fn session_mut(&mut self) -> &mut S {
-        match &mut self.conn.session {
+        match &mut self.conn_mut().session {
             Some(s) => s,
             None => unreachable!("a socket is only handed out while its session exists"),
         }
@@ -219,8 +240,11 @@ impl<S> Socket<'_, S> {
         } else {
             crate::proto::OpCode::Binary
         };
-        self.output
-            .send(Owner::from(self.id), self.conn, opcode, message.as_bytes())
+        let owner = Owner::from(self.id);
+        let Some(conn) = self.conns.get_mut(self.key) else {
+            return SendStatus::Closed;
+        };
+        self.output.send(owner, conn, opcode, message.as_bytes())
     }
 
     /// Sends a text message.
@@ -238,29 +262,91 @@ impl<S> Socket<'_, S> {
         if payload.len() > crate::proto::frame::MAX_CONTROL_PAYLOAD {
             return SendStatus::Dropped;
         }
-        self.output.send(
-            Owner::from(self.id),
-            self.conn,
-            crate::proto::OpCode::Ping,
-            payload,
-        )
+        let owner = Owner::from(self.id);
+        let Some(conn) = self.conns.get_mut(self.key) else {
+            return SendStatus::Closed;
+        };
+        self.output
+            .send(owner, conn, crate::proto::OpCode::Ping, payload)
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to 123 bytes).
     /// Messages may still arrive until the peer answers; nothing more can be sent.
     pub fn close(&mut self, code: CloseCode, reason: &str) {
-        self.output
-            .close(Owner::from(self.id), self.conn, code, reason);
+        let owner = Owner::from(self.id);
+        if let Some(conn) = self.conns.get_mut(self.key) {
+            self.output.close(owner, conn, code, reason);
+        }
     }
 
     /// Bytes sent to this connection that the kernel has not taken yet (including
-    /// those corked in this turn).
+    /// those corked in this turn and published messages batched for its end).
     pub fn buffered_amount(&self) -> usize {
-        self.output.buffered(Owner::from(self.id), self.conn)
+        self.output.buffered(Owner::from(self.id), self.conn())
     }
 
     /// Whether the connection is open for sending.
     pub fn is_open(&self) -> bool {
-        self.conn.phase == Phase::Open && self.conn.proto.can_send()
+        let conn = self.conn();
+        conn.phase == Phase::Open && conn.proto.can_send()
+    }
+
+    /// Subscribes this connection to `topic`: every message published to it from
+    /// now on reaches this connection, until it unsubscribes or closes. `Ok(true)`
+    /// when newly subscribed, `Ok(false)` when it already was.
+    ///
+    /// # Errors
+    ///
+    /// [`TopicError::TooLong`] for a name over [`MAX_TOPIC_LEN`](crate::MAX_TOPIC_LEN)
+    /// bytes, [`TopicError::TooMany`] past
+    /// [`Config::max_subscriptions`](crate::Config::max_subscriptions),
+    /// [`TopicError::Closed`] once the connection is closing.
+    pub fn subscribe(&mut self, topic: impl AsRef<[u8]>) -> Result<bool, TopicError> {
+        let Some(conn) = self.conns.get_mut(self.key) else {
+            return Err(TopicError::Closed);
+        };
+        self.pubsub.subscribe(self.key, conn, topic.as_ref())
+    }
+
+    /// Unsubscribes from `topic`; whether this connection was subscribed.
+    pub fn unsubscribe(&mut self, topic: impl AsRef<[u8]>) -> bool {
+        let Some(conn) = self.conns.get_mut(self.key) else {
+            return false;
+        };
+        self.pubsub.unsubscribe(self.key, conn, topic.as_ref())
+    }
+
+    /// Whether this connection subscribes to `topic`.
+    pub fn is_subscribed(&self, topic: impl AsRef<[u8]>) -> bool {
+        self.pubsub
+            .topics
+            .is_subscribed(self.key as u32, topic.as_ref())
+    }
+
+    /// Publishes `message` to every subscriber of `topic` except this connection
+    /// (as uWebSockets does; send it to this connection too if it should get it).
+    /// The frame is encoded once; subscribers on this reactor get it at the end of
+    /// the loop turn, in one write with everything else published to them in the
+    /// turn, and subscribers on other reactors through their command queues.
+    pub fn publish(&mut self, topic: impl AsRef<[u8]>, message: Message<'_>) -> Published {
+        let topic = topic.as_ref();
+        let frame = encode(message);
+        let mut published = publish_local(
+            self.conns,
+            self.output,
+            self.pubsub,
+            topic,
+            &frame,
+            Some(self.key),
+        );
+        self.pubsub
+            .forward(topic, &frame, Some(self.id), &mut published);
+        published
+    }
+
+    /// Published messages dropped for this connection at its backpressure limit,
+    /// while it was subscribed to anything.
+    pub fn dropped_publications(&self) -> u64 {
+        self.pubsub.topics.dropped(self.key as u32)
     }
 }

@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 use crate::handler::{ConnId, Handler};
 use crate::proto::frame::{FrameHeader, OpCode};
 use crate::proto::{CloseCode, Message};
+use crate::pubsub::{Published, TopicCounts};
+use crate::reactor::topics::PubSub;
 use crate::reactor::{Command, Reactor, Shared, WAKER};
 use crate::stats::Stats;
 use crate::status::QueueStatus;
@@ -80,12 +82,14 @@ impl ServerBuilder {
             shared.push(Arc::new(Shared::new(&poll, WAKER, limit)?));
             polls.push(poll);
         }
+        let counts = Arc::new(TopicCounts::new(listeners.len()));
         Ok(Server {
             config,
             listeners,
             polls,
             local_addr,
             shared: shared.into(),
+            counts,
         })
     }
 }
@@ -108,6 +112,7 @@ pub struct Server {
     polls: Vec<Poll>,
     local_addr: SocketAddr,
     shared: Arc<[Arc<Shared>]>,
+    counts: Arc<TopicCounts>,
 }
 
 impl Server {
@@ -135,6 +140,7 @@ impl Server {
     pub fn sender(&self) -> Sender {
         Sender {
             reactors: self.shared.clone(),
+            counts: self.counts.clone(),
         }
     }
 
@@ -187,6 +193,7 @@ impl Server {
             listeners,
             polls,
             shared,
+            counts,
             ..
         } = self;
         listeners
@@ -198,6 +205,12 @@ impl Server {
                 poll,
                 listener,
                 handler: handler.clone(),
+                pubsub: PubSub::new(
+                    counts.clone(),
+                    shared.clone(),
+                    index,
+                    config.max_subscriptions,
+                ),
                 config: config.clone(),
                 shared: shared[index].clone(),
             })
@@ -212,6 +225,7 @@ struct ReactorParts<H> {
     handler: H,
     config: Config,
     shared: Arc<Shared>,
+    pubsub: PubSub,
 }
 
 impl<H: Handler> ReactorParts<H> {
@@ -223,6 +237,7 @@ impl<H: Handler> ReactorParts<H> {
             self.handler,
             self.config,
             self.shared,
+            self.pubsub,
         )
     }
 }
@@ -270,6 +285,11 @@ impl ServerHandle {
     /// A sender, to send to connections from any thread.
     pub fn sender(&self) -> Sender {
         self.sender.clone()
+    }
+
+    /// How many connections subscribe to `topic`, over every reactor.
+    pub fn subscribers(&self, topic: impl AsRef<[u8]>) -> usize {
+        self.sender.subscribers(topic)
     }
 
     /// The counters of all reactors together.
@@ -331,6 +351,7 @@ impl Drop for ServerHandle {
 #[derive(Clone)]
 pub struct Sender {
     reactors: Arc<[Arc<Shared>]>,
+    counts: Arc<TopicCounts>,
 }
 
 impl Sender {
@@ -384,6 +405,43 @@ impl Sender {
             reactor.wake();
         }
         QueueStatus::Queued
+    }
+
+    /// Publishes `message` to every subscriber of `topic`, on every reactor. The
+    /// frame is encoded once and handed only to the reactors that have subscribers;
+    /// each delivers it in its next loop turn, batched with everything else its
+    /// subscribers get in that turn. The result counts subscribers as `forwarded`
+    /// (their reactor queued it) or `refused` (their reactor's queue was full, or
+    /// the server shut down).
+    pub fn publish(&self, topic: impl AsRef<[u8]>, message: Message<'_>) -> Published {
+        let topic = topic.as_ref();
+        let mut published = Published::default();
+        let counts = self.counts.lock();
+        let Some(per_reactor) = counts.get(topic) else {
+            return published;
+        };
+        let frame = encode(message);
+        let name = Bytes::copy_from_slice(topic);
+        for (&count, reactor) in per_reactor.iter().zip(self.reactors.iter()) {
+            if count == 0 {
+                continue;
+            }
+            let command = Command::Publish {
+                topic: name.clone(),
+                frame: frame.clone(),
+                except: None,
+            };
+            match reactor.push(command) {
+                QueueStatus::Queued => published.forwarded += count as usize,
+                _ => published.refused += count as usize,
+            }
+        }
+        published
+    }
+
+    /// How many connections subscribe to `topic`, over every reactor.
+    pub fn subscribers(&self, topic: impl AsRef<[u8]>) -> usize {
+        self.counts.total(topic.as_ref())
     }
 
     /// Starts the close handshake of connection `id` with `code` and `reason`.

@@ -48,6 +48,11 @@ pub(crate) enum Command {
         code: CloseCode,
         reason: String,
     },
+    Publish {
+        topic: Bytes,
+        frame: Bytes,
+        except: Option<ConnId>,
+    },
     /// Never refused for room, and run in order behind what was queued before it.
     Shutdown {
         /// `None`: wait for the close handshakes without a deadline.
@@ -61,6 +66,7 @@ impl Command {
         COMMAND_OVERHEAD
             + match self {
                 Command::Send { frame, .. } | Command::Broadcast { frame, .. } => frame.len(),
+                Command::Publish { topic, frame, .. } => topic.len() + frame.len(),
                 Command::Close { reason, .. } => reason.len(),
                 Command::Shutdown { .. } => 0,
             }
@@ -235,6 +241,22 @@ impl<H: Handler> Reactor<H> {
                     self.finish_turn(key);
                 }
                 1
+            }
+            Command::Publish {
+                topic,
+                frame,
+                except,
+            } => {
+                let except = except.and_then(|id| self.conn_key(id));
+                let published = super::topics::publish_local(
+                    &mut self.conns,
+                    &mut self.output,
+                    &mut self.pubsub,
+                    &topic,
+                    &frame,
+                    except,
+                );
+                (published.reached + published.dropped).max(1)
             }
             Command::Shutdown { deadline } => {
                 self.begin_shutdown(deadline);

@@ -30,23 +30,27 @@ pub(crate) enum Phase {
 /// Flags in [`Conn::flags`].
 pub(crate) mod flag {
     /// `on_open` was called, so `on_close` must be.
-    pub(crate) const OPENED: u8 = 1;
+    pub(crate) const OPENED: u16 = 1;
     /// The idle timer sent a ping that has not been answered by any input yet.
-    pub(crate) const PINGED: u8 = 2;
+    pub(crate) const PINGED: u16 = 2;
     /// Our side of the TCP connection is shut down.
-    pub(crate) const WRITE_SHUT: u8 = 4;
+    pub(crate) const WRITE_SHUT: u16 = 4;
     /// The connection's output queue had to wait for the kernel: call `on_drain`
     /// when it empties.
-    pub(crate) const WANTS_DRAIN: u8 = 8;
+    pub(crate) const WANTS_DRAIN: u16 = 8;
     /// Reading stopped because the replies the peer does not read passed the
     /// backpressure limit: resume when the queue is back under it.
-    pub(crate) const READ_PAUSED: u8 = 16;
+    pub(crate) const READ_PAUSED: u16 = 16;
     /// A readiness event reported the peer's FIN or an error: read until the end
     /// is seen, a short read notwithstanding.
-    pub(crate) const PEER_CLOSED: u8 = 32;
+    pub(crate) const PEER_CLOSED: u16 = 32;
     /// The output queue has stopped draining: the deadline is the write timeout's,
     /// and input does not push it back.
-    pub(crate) const WRITE_WAIT: u8 = 64;
+    pub(crate) const WRITE_WAIT: u16 = 64;
+    /// Published messages wait in the queue for the end of the loop turn.
+    pub(crate) const BATCHED: u16 = 128;
+    /// The connection subscribes to at least one topic.
+    pub(crate) const SUBSCRIBED: u16 = 256;
 }
 
 /// A connection slot.
@@ -67,7 +71,7 @@ pub(crate) struct Conn<S> {
     /// The close code to report to `on_close`.
     pub(crate) close_code: u16,
     pub(crate) phase: Phase,
-    pub(crate) flags: u8,
+    pub(crate) flags: u16,
 }
 
 impl<S> Conn<S> {
@@ -87,15 +91,15 @@ impl<S> Conn<S> {
         }
     }
 
-    pub(crate) fn has(&self, f: u8) -> bool {
+    pub(crate) fn has(&self, f: u16) -> bool {
         self.flags & f != 0
     }
 
-    pub(crate) fn set(&mut self, f: u8) {
+    pub(crate) fn set(&mut self, f: u16) {
         self.flags |= f;
     }
 
-    pub(crate) fn clear(&mut self, f: u8) {
+    pub(crate) fn clear(&mut self, f: u16) {
         self.flags &= !f;
     }
 }

@@ -89,7 +89,15 @@ impl<H: Handler> Reactor<H> {
             }
             match next {
                 Next::Gone => return self.peer_gone(key),
-                Next::Wait(_) | Next::Done => return,
+                Next::Wait(_) => {
+                    // Backpressure met (published messages batched for this turn
+                    // meet it only here): on_drain once the queue empties.
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        conn.set(flag::WANTS_DRAIN);
+                    }
+                    return;
+                }
+                Next::Done => return,
                 Next::ShutWrite => {
                     if let Some(conn) = self.conns.get_mut(key)
                         && !conn.has(flag::WRITE_SHUT)
@@ -142,6 +150,25 @@ impl<H: Handler> Reactor<H> {
                 Some(idle) => self.set_deadline(key, idle),
                 None => self.clear_deadline(key),
             }
+        }
+    }
+
+    /// Writes what was published to each subscriber during this turn: everything a
+    /// subscriber got leaves in one write (a vectored one over the shared frames).
+    pub(super) fn flush_batched(&mut self) {
+        // Callbacks run here (on_drain) may publish again: serve those too.
+        while !self.pubsub.batched.is_empty() {
+            let spare = std::mem::take(&mut self.batched_spare);
+            let mut batched = std::mem::replace(&mut self.pubsub.batched, spare);
+            for key in batched.drain(..) {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.clear(flag::BATCHED);
+                }
+                // A subscriber the backpressure policy closed is closing now.
+                self.after_callback(key);
+                self.finish_turn(key);
+            }
+            self.batched_spare = batched;
         }
     }
 
@@ -199,6 +226,8 @@ impl<H: Handler> Reactor<H> {
         }
         conn.clear(flag::OPENED);
         conn.close_code = code.0;
+        // Nothing is delivered after on_close: its subscriptions end here.
+        self.pubsub.remove_conn(key, conn);
         self.output.stats.count_close(code.0);
         let id = ConnId {
             reactor: index,
@@ -235,6 +264,7 @@ impl<H: Handler> Reactor<H> {
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
+        self.pubsub.remove_conn(key, &mut conn);
         self.output.release(Owner::of(key, &conn), &mut conn);
         if conn.input != NONE
             && let Some(held) = self.inputs.try_remove(conn.input as usize)

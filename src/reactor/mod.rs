@@ -22,6 +22,7 @@ mod read;
 #[cfg(test)]
 mod tests;
 pub(crate) mod timer;
+pub(crate) mod topics;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -39,6 +40,7 @@ pub(crate) use commands::{Command, Shared};
 use conn::Conn;
 use output::Output;
 use timer::{Entry, Stamp, TimerWheel};
+use topics::PubSub;
 
 // A token packs a slab key (low 32 bits) and its generation (high 32 bits).
 const _: () = assert!(
@@ -85,6 +87,7 @@ pub(crate) struct Reactor<H: Handler> {
     pool: BufferPool,
     scratch: Vec<u8>,
     output: Output,
+    pubsub: PubSub,
     wheel: TimerWheel,
     timeouts: Timeouts,
     due: Vec<(Entry, Stamp)>,
@@ -107,6 +110,8 @@ pub(crate) struct Reactor<H: Handler> {
     commands_pending: bool,
     /// Reused by broadcasts, so they do not allocate.
     broadcast_keys: Vec<usize>,
+    /// The other half of `pubsub.batched`, swapped in while it is served.
+    batched_spare: Vec<usize>,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -117,6 +122,7 @@ impl<H: Handler> Reactor<H> {
         handler: H,
         config: Config,
         shared: Arc<Shared>,
+        pubsub: PubSub,
     ) -> io::Result<Reactor<H>> {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
@@ -138,6 +144,7 @@ impl<H: Handler> Reactor<H> {
             pool: BufferPool::new(config.pooled_buffers, POOLED, max_pooled),
             scratch: vec![0; SCRATCH],
             output: Output::new(config.max_backpressure, config.backpressure_policy),
+            pubsub,
             wheel,
             timeouts,
             due: Vec::new(),
@@ -153,6 +160,7 @@ impl<H: Handler> Reactor<H> {
             commands: VecDeque::new(),
             commands_pending: true,
             broadcast_keys: Vec::new(),
+            batched_spare: Vec::new(),
         })
     }
 
@@ -212,6 +220,7 @@ impl<H: Handler> Reactor<H> {
             if self.accept_pending {
                 self.accept();
             }
+            self.flush_batched();
             self.timers();
             self.settle();
             self.shared

@@ -202,10 +202,13 @@ impl Output {
         SendStatus::Dropped
     }
 
-    fn status<S>(conn: &Conn<S>) -> SendStatus {
+    /// `Backpressure` when the frame waits behind a queue (then `on_drain` follows
+    /// when it empties), `Sent` otherwise.
+    fn status<S>(conn: &mut Conn<S>) -> SendStatus {
         if conn.output == NONE {
             SendStatus::Sent
         } else {
+            conn.set(flag::WANTS_DRAIN);
             SendStatus::Backpressure
         }
     }
@@ -266,6 +269,34 @@ impl Output {
         self.stats.bytes_out += frame.len() as u64;
         self.write_through(owner, conn, &[], Payload::Shared(frame));
         Self::status(conn)
+    }
+
+    /// Queues a published frame for `conn`, to leave with everything else it gets in
+    /// this loop turn in one write when the turn ends (the caller lists it). What
+    /// was corked for it goes first, so its bytes keep their order.
+    pub(crate) fn deliver<S>(
+        &mut self,
+        owner: Owner,
+        conn: &mut Conn<S>,
+        frame: &Bytes,
+    ) -> SendStatus {
+        if conn.phase != Phase::Open || !conn.proto.can_send() {
+            return SendStatus::Closed;
+        }
+        if !self.admits(self.buffered(owner, conn), frame.len()) {
+            return self.refuse(owner, conn);
+        }
+        self.stats.messages_out += 1;
+        self.stats.bytes_out += frame.len() as u64;
+        self.reclaim_strays(owner, conn);
+        let corked = self.corked(owner);
+        let queue = batch_of(&mut self.queues, conn);
+        if corked > 0 {
+            queue.push_copy(&self.cork.bytes);
+            self.cork.bytes.clear();
+        }
+        queue.push(frame.clone());
+        SendStatus::Sent
     }
 
     /// Sends a plain-HTTP response body after the head corked before it, without a
@@ -449,11 +480,19 @@ impl Output {
 }
 
 /// The queue of `conn`, created if it has none (the connection then wants `on_drain`
-/// once it empties).
+/// once it empties: a send met backpressure).
 fn queue_of<'q, S>(queues: &'q mut Slab<OutQueue>, conn: &mut Conn<S>) -> &'q mut OutQueue {
     if !queues.contains(conn.output as usize) {
-        conn.output = queues.insert(OutQueue::default()) as u32;
         conn.set(flag::WANTS_DRAIN);
+    }
+    batch_of(queues, conn)
+}
+
+/// The queue of `conn`, created if it has none, for published messages batched until
+/// the end of the loop turn (no backpressure met yet: no `on_drain`).
+fn batch_of<'q, S>(queues: &'q mut Slab<OutQueue>, conn: &mut Conn<S>) -> &'q mut OutQueue {
+    if !queues.contains(conn.output as usize) {
+        conn.output = queues.insert(OutQueue::default()) as u32;
     }
     &mut queues[conn.output as usize]
 }

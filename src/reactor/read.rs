@@ -371,8 +371,10 @@ impl<H: Handler> Reactor<H> {
         };
         let handler = &mut self.handler;
         let mut socket = Socket {
-            conn,
+            conns: &mut self.conns,
+            key,
             output: &mut self.output,
+            pubsub: &mut self.pubsub,
             id,
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| f(handler, &mut socket)));

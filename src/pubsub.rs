@@ -1,0 +1,148 @@
+//! Pub/sub topics: the names, the results of a publish, and the registry the
+//! reactors share to know which of them have subscribers.
+//!
+//! Each reactor keeps its own subscriber lists (`reactor/topics.rs`); what is
+//! shared is only how many subscribers each reactor has per topic, updated by every
+//! subscribe and unsubscribe under one lock, so that a publish goes only to the
+//! reactors that have subscribers, and a message published after `subscribe`
+//! returned finds the subscriber's reactor.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, MutexGuard};
+
+/// The longest topic name, in bytes. Topics are byte strings (UTF-8 is not
+/// required); a longer name is refused with [`TopicError::TooLong`].
+pub const MAX_TOPIC_LEN: usize = 256;
+
+/// Why a subscription was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// The topic name is longer than [`MAX_TOPIC_LEN`] (the caller's fault).
+    TooLong,
+    /// The connection already has
+    /// [`Config::max_subscriptions`](crate::Config::max_subscriptions) subscriptions
+    /// (the caller's fault, or a peer asking for too many).
+    TooMany,
+    /// The connection is closing: nothing more will be delivered to it.
+    Closed,
+}
+
+impl fmt::Display for TopicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TopicError::TooLong => "topic name too long",
+            TopicError::TooMany => "too many subscriptions on one connection",
+            TopicError::Closed => "the connection is closing",
+        })
+    }
+}
+
+impl std::error::Error for TopicError {}
+
+/// What became of a publish: how many subscribers it reached and how many it was
+/// dropped for, so that nothing is lost silently.
+///
+/// Subscribers on the publishing reactor (for [`Socket::publish`]) are served before
+/// the call returns: `reached` and `dropped` count them. Subscribers on other
+/// reactors are served by their reactor's command queue: `forwarded` counts those
+/// whose reactor queued the message (each then applies its subscriber's backpressure
+/// limit, and counts drops in [`Stats::dropped`] and per connection), `refused` those
+/// whose reactor could not take it (its queue full, or the server shut down).
+///
+/// [`Socket::publish`]: crate::Socket::publish
+/// [`Stats::dropped`]: crate::Stats::dropped
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Published {
+    /// Subscribers the message was written or queued for.
+    pub reached: usize,
+    /// Subscribers it was dropped for, at their backpressure limit.
+    pub dropped: usize,
+    /// Subscribers on other reactors whose reactor queued it.
+    pub forwarded: usize,
+    /// Subscribers on other reactors whose reactor refused it: not delivered.
+    pub refused: usize,
+}
+
+/// Subscribers per reactor (indexed by reactor), per topic.
+pub(crate) type CountMap = HashMap<Box<[u8]>, Box<[u32]>>;
+
+/// How many subscribers each reactor has, per topic.
+#[derive(Debug, Default)]
+pub(crate) struct TopicCounts {
+    counts: Mutex<CountMap>,
+    reactors: usize,
+}
+
+impl TopicCounts {
+    pub(crate) fn new(reactors: usize) -> TopicCounts {
+        TopicCounts {
+            counts: Mutex::new(HashMap::new()),
+            reactors,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, CountMap> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts one more subscriber of `topic` on `reactor`.
+    pub(crate) fn add(&self, topic: &[u8], reactor: usize) {
+        let mut counts = self.lock();
+        let per_reactor = match counts.get_mut(topic) {
+            Some(c) => c,
+            None => counts
+                .entry(topic.into())
+                .or_insert_with(|| vec![0; self.reactors].into()),
+        };
+        if let Some(c) = per_reactor.get_mut(reactor) {
+            *c += 1;
+        }
+    }
+
+    /// Counts one subscriber fewer; forgets the topic when nobody subscribes.
+    pub(crate) fn remove(&self, topic: &[u8], reactor: usize) {
+        let mut counts = self.lock();
+        if let Some(per_reactor) = counts.get_mut(topic) {
+            if let Some(c) = per_reactor.get_mut(reactor) {
+                *c = c.saturating_sub(1);
+            }
+            if per_reactor.iter().all(|&c| c == 0) {
+                counts.remove(topic);
+            }
+        }
+    }
+
+    /// How many connections subscribe to `topic`, over every reactor.
+    pub(crate) fn total(&self, topic: &[u8]) -> usize {
+        self.lock()
+            .get(topic)
+            .map_or(0, |c| c.iter().map(|&n| n as usize).sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_follow_subscribes_and_forget_empty_topics() {
+        let counts = TopicCounts::new(2);
+        counts.add(b"a", 0);
+        counts.add(b"a", 1);
+        counts.add(b"a", 1);
+        assert_eq!(counts.total(b"a"), 3);
+        counts.remove(b"a", 1);
+        counts.remove(b"a", 1);
+        counts.remove(b"a", 0);
+        assert_eq!(counts.total(b"a"), 0);
+        assert!(counts.lock().is_empty());
+        counts.remove(b"never", 0);
+        counts.add(b"b", 7); // no such reactor: ignored
+        assert_eq!(counts.total(b"b"), 0);
+    }
+}

@@ -1,5 +1,8 @@
-//! A chat room: every message goes to every other connection. `/` serves a page
-//! with a small JavaScript client, so a person can try it in a browser.
+//! Chat rooms on pub/sub topics: `/chat?room=NAME&name=NAME` joins a room (names and
+//! rooms are 1 to 32 letters, digits, `-` or `_`; defaults `lobby` and `guest`); every
+//! line goes to the others in the room, with join and leave lines. `/` serves a page
+//! with a small JavaScript client that picks a room and a name, so a person can try it
+//! in a browser.
 //!
 //! ```text
 //! cargo run --release --example chat -- --addr 127.0.0.1:9002
@@ -12,7 +15,7 @@ use std::time::Duration;
 
 use wsreactor::{
     CloseCode, Config, ConnId, Handler, HttpRequest, HttpResponse, Message, Request, Sender,
-    Server, Socket,
+    Server, Socket, Upgrade,
 };
 
 const PAGE: &str = r#"<!doctype html>
@@ -26,8 +29,13 @@ const PAGE: &str = r#"<!doctype html>
   #text { flex: 1; }
 </style>
 <h1>wsreactor chat</h1>
+<form id="join">
+  <input id="name" placeholder="Your name" value="guest" pattern="[A-Za-z0-9_-]{1,32}" required>
+  <input id="room" placeholder="Room" value="lobby" pattern="[A-Za-z0-9_-]{1,32}" required>
+  <button id="enter">Join</button>
+</form>
 <div id="log"></div>
-<form id="form"><input id="text" autocomplete="off" placeholder="Say something"><button>Send</button></form>
+<form id="form"><input id="text" autocomplete="off" placeholder="Say something" disabled><button id="send" disabled>Send</button></form>
 <script>
   const log = document.getElementById("log");
   const show = (line) => {
@@ -36,40 +44,105 @@ const PAGE: &str = r#"<!doctype html>
     log.append(p);
     log.scrollTop = log.scrollHeight;
   };
-  const ws = new WebSocket(`ws://${location.host}/chat`);
-  ws.onopen = () => show("connected");
-  ws.onmessage = (e) => show(e.data);
-  ws.onclose = (e) => show(`disconnected (${e.code})`);
+  let ws = null;
+  document.getElementById("join").onsubmit = (e) => {
+    e.preventDefault();
+    if (ws) ws.close();
+    const name = document.getElementById("name").value;
+    const room = document.getElementById("room").value;
+    const query = new URLSearchParams({ room, name });
+    ws = new WebSocket(`ws://${location.host}/chat?${query}`);
+    ws.onopen = () => {
+      show(`joined ${room} as ${name}`);
+      document.getElementById("text").disabled = false;
+      document.getElementById("send").disabled = false;
+    };
+    ws.onmessage = (e) => show(e.data);
+    ws.onclose = (e) => show(`disconnected (${e.code})`);
+  };
   document.getElementById("form").onsubmit = (e) => {
     e.preventDefault();
     const input = document.getElementById("text");
-    if (input.value) { ws.send(input.value); show(`me: ${input.value}`); input.value = ""; }
+    if (input.value && ws) { ws.send(input.value); show(`me: ${input.value}`); input.value = ""; }
   };
 </script>
 "#;
 
+/// Rooms are topics: a member subscribes to its room's topic, and every line is
+/// published to it. Leaving is announced from `on_close` through a `Sender`.
 #[derive(Clone)]
 struct Chat {
-    room: Sender,
+    rooms: Sender,
+}
+
+/// Who a connection is, and where.
+#[derive(Default)]
+struct Member {
+    room: String,
+    name: String,
+}
+
+/// A room or a name: 1 to 32 letters, digits, `-` or `_`.
+fn word(value: &str) -> Option<String> {
+    let ok = (1..=32).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then(|| value.to_owned())
+}
+
+/// The value of `key` in a query string (no percent-decoding: `word` allows no `%`).
+fn param<'q>(query: &'q str, key: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+fn topic(room: &str) -> String {
+    format!("room/{room}")
 }
 
 impl Handler for Chat {
-    type Session = ();
+    type Session = Member;
 
-    fn on_upgrade<'r>(&mut self, request: &Request<'_, 'r>) -> wsreactor::Upgrade<'r, ()> {
-        if request.path() == "/chat" {
-            wsreactor::Upgrade::accept(())
-        } else {
-            wsreactor::Upgrade::Reject(404)
+    fn on_upgrade<'r>(&mut self, request: &Request<'_, 'r>) -> Upgrade<'r, Member> {
+        if request.path() != "/chat" {
+            return Upgrade::Reject(404);
+        }
+        let query = request.query().unwrap_or("");
+        let room = param(query, "room").map_or(Some("lobby".to_owned()), word);
+        let name = param(query, "name").map_or(Some("guest".to_owned()), word);
+        match (room, name) {
+            (Some(room), Some(name)) => Upgrade::accept(Member { room, name }),
+            _ => Upgrade::Reject(400),
         }
     }
 
-    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
-        self.room.broadcast_except(message, ws.id());
+    fn on_open(&mut self, ws: &mut Socket<'_, Member>) {
+        let topic = topic(&ws.session().room);
+        let joined = format!("{} joined", ws.session().name);
+        ws.publish(&topic, Message::Text(&joined));
+        if ws.subscribe(&topic).is_err() {
+            ws.close(CloseCode::INTERNAL_ERROR, "cannot join the room");
+        }
     }
 
-    fn on_close(&mut self, id: ConnId, _: (), code: CloseCode, _: &str) {
-        println!("{id:?} left ({code})");
+    fn on_message(&mut self, ws: &mut Socket<'_, Member>, message: Message<'_>) {
+        let Message::Text(text) = message else {
+            return;
+        };
+        let line = format!("{}: {text}", ws.session().name);
+        ws.publish(topic(&ws.session().room), Message::Text(&line));
+    }
+
+    fn on_close(&mut self, id: ConnId, member: Member, code: CloseCode, _: &str) {
+        // Its subscription has ended: the others hear it, it does not.
+        let left = format!("{} left", member.name);
+        self.rooms
+            .publish(topic(&member.room), Message::Text(&left));
+        println!("{id:?} {} left {} ({code})", member.name, member.room);
     }
 
     fn on_http(&mut self, request: &HttpRequest<'_, '_>) -> Option<HttpResponse> {
@@ -105,8 +178,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let server = Server::bind(addr.as_str(), config)?;
     println!("listening on {} (open http://{0}/)", server.local_addr());
-    let room = server.sender();
-    let handle = server.spawn(Chat { room })?;
+    let rooms = server.sender();
+    let handle = server.spawn(Chat { rooms })?;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
     }

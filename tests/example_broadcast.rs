@@ -15,8 +15,6 @@ fn every_message_reaches_every_client_the_sender_included_unchanged() {
         .iter()
         .map(|path| connect(&server, path))
         .collect();
-    // Let every connection open (subscribe) before the first publish.
-    std::thread::sleep(std::time::Duration::from_millis(100));
     let messages = [T::text("héllo"), T::binary(vec![0, 1, 2, 255])];
     for (i, message) in messages.iter().enumerate() {
         clients[i].send(message.clone()).unwrap();

@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 echo "== cargo test"
 cargo test --workspace --locked
 
+echo "== the chat example in headless Chromium (installs chromium and selenium if missing)"
+bash tests/browser/run.sh
+
 echo "== Autobahn TestSuite, server and client"
 bash tests/autobahn/run.sh
 

@@ -14,10 +14,9 @@
 use std::io::{self, IoSlice};
 
 use bytes::Bytes;
-use slab::Slab;
 
 use super::conn::{Conn, NONE, Phase, flag};
-use super::queue::{OutQueue, write_once};
+use super::queue::{OutQueue, Queues, write_once};
 use crate::config::BackpressurePolicy;
 use crate::handler::ConnId;
 use crate::proto::frame::{FrameHeader, OpCode};
@@ -97,7 +96,7 @@ impl Payload<'_> {
 
 /// The reactor's write state: every connection's queue, and the cork.
 pub(crate) struct Output {
-    queues: Slab<OutQueue>,
+    queues: Queues,
     cork: Cork,
     /// Bytes staged for a connection and displaced from the cork before its turn
     /// wrote them, with their owner, waiting for the reactor to deliver them.
@@ -110,7 +109,7 @@ pub(crate) struct Output {
 impl Output {
     pub(crate) fn new(max_backpressure: usize, policy: BackpressurePolicy) -> Output {
         Output {
-            queues: Slab::new(),
+            queues: Queues::default(),
             cork: Cork {
                 bytes: Vec::with_capacity(CORK_LIMIT),
                 owner: Owner {
@@ -464,7 +463,7 @@ impl Output {
     /// gone: its queue, its corked bytes, its strays.
     pub(crate) fn release<S>(&mut self, owner: Owner, conn: &mut Conn<S>) {
         if conn.output != NONE {
-            self.queues.try_remove(conn.output as usize);
+            self.queues.remove(conn.output as usize);
             conn.output = NONE;
         }
         self.discard(owner);
@@ -481,8 +480,8 @@ impl Output {
 
 /// The queue of `conn`, created if it has none (the connection then wants `on_drain`
 /// once it empties: a send met backpressure).
-fn queue_of<'q, S>(queues: &'q mut Slab<OutQueue>, conn: &mut Conn<S>) -> &'q mut OutQueue {
-    if !queues.contains(conn.output as usize) {
+fn queue_of<'q, S>(queues: &'q mut Queues, conn: &mut Conn<S>) -> &'q mut OutQueue {
+    if queues.get(conn.output as usize).is_none() {
         conn.set(flag::WANTS_DRAIN);
     }
     batch_of(queues, conn)
@@ -490,11 +489,8 @@ fn queue_of<'q, S>(queues: &'q mut Slab<OutQueue>, conn: &mut Conn<S>) -> &'q mu
 
 /// The queue of `conn`, created if it has none, for published messages batched until
 /// the end of the loop turn (no backpressure met yet: no `on_drain`).
-fn batch_of<'q, S>(queues: &'q mut Slab<OutQueue>, conn: &mut Conn<S>) -> &'q mut OutQueue {
-    if !queues.contains(conn.output as usize) {
-        conn.output = queues.insert(OutQueue::default()) as u32;
-    }
-    &mut queues[conn.output as usize]
+fn batch_of<'q, S>(queues: &'q mut Queues, conn: &mut Conn<S>) -> &'q mut OutQueue {
+    queues.get_or_insert(&mut conn.output)
 }
 
 #[cfg(test)]

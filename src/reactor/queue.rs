@@ -5,9 +5,56 @@ use std::io::{self, IoSlice, Write};
 
 use bytes::{Buf, Bytes, BytesMut};
 use mio::net::TcpStream;
+use slab::Slab;
 
 /// The most segments handed to one `writev`.
 const MAX_IOVECS: usize = 64;
+
+/// Emptied queues kept for reuse, and the largest segment capacity kept with one.
+const SPARE_QUEUES: usize = 256;
+const SPARE_SEGMENTS: usize = 64;
+
+/// Every connection's queue, and emptied queues kept with their capacity, so that a
+/// subscriber that gets a batch every loop turn does not allocate a queue every turn.
+#[derive(Default)]
+pub(crate) struct Queues {
+    slab: Slab<OutQueue>,
+    spare: Vec<OutQueue>,
+}
+
+impl Queues {
+    pub(crate) fn get(&self, index: usize) -> Option<&OutQueue> {
+        self.slab.get(index)
+    }
+
+    pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut OutQueue> {
+        self.slab.get_mut(index)
+    }
+
+    /// The queue at `*index`, or a new empty one whose index is stored there.
+    pub(crate) fn get_or_insert(&mut self, index: &mut u32) -> &mut OutQueue {
+        if !self.slab.contains(*index as usize) {
+            let queue = self.spare.pop().unwrap_or_default();
+            let entry = self.slab.vacant_entry();
+            *index = entry.key() as u32;
+            return entry.insert(queue);
+        }
+        &mut self.slab[*index as usize]
+    }
+
+    /// Frees queue `index` (kept for reuse while there is room).
+    pub(crate) fn remove(&mut self, index: usize) {
+        if let Some(mut queue) = self.slab.try_remove(index)
+            && self.spare.len() < SPARE_QUEUES
+            && queue.segments.capacity() <= SPARE_SEGMENTS
+        {
+            queue.segments.clear();
+            queue.tail.clear();
+            queue.len = 0;
+            self.spare.push(queue);
+        }
+    }
+}
 
 /// Bytes waiting for the kernel, in order: shared segments (a broadcast frame is one
 /// `Bytes` shared by every queue it is in) and, at the end, a buffer that small

@@ -313,14 +313,14 @@ impl<S> Socket<'_, S> {
         let Some(conn) = self.conns.get_mut(self.key) else {
             return false;
         };
-        self.pubsub.unsubscribe(self.key, conn, topic.as_ref())
+        self.pubsub.unsubscribe(conn, topic.as_ref())
     }
 
     /// Whether this connection subscribes to `topic`.
     pub fn is_subscribed(&self, topic: impl AsRef<[u8]>) -> bool {
         self.pubsub
             .topics
-            .is_subscribed(self.key as u32, topic.as_ref())
+            .is_subscribed(self.conn().subs, topic.as_ref())
     }
 
     /// Publishes `message` to every subscriber of `topic` except this connection
@@ -347,6 +347,6 @@ impl<S> Socket<'_, S> {
     /// Published messages dropped for this connection at its backpressure limit,
     /// while it was subscribed to anything.
     pub fn dropped_publications(&self) -> u64 {
-        self.pubsub.topics.dropped(self.key as u32)
+        self.pubsub.topics.dropped(self.conn().subs)
     }
 }

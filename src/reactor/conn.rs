@@ -49,8 +49,6 @@ pub(crate) mod flag {
     pub(crate) const WRITE_WAIT: u16 = 64;
     /// Published messages wait in the queue for the end of the loop turn.
     pub(crate) const BATCHED: u16 = 128;
-    /// The connection subscribes to at least one topic.
-    pub(crate) const SUBSCRIBED: u16 = 256;
 }
 
 /// A connection slot.
@@ -68,6 +66,8 @@ pub(crate) struct Conn<S> {
     pub(crate) input: u32,
     /// Index of the output queue, or [`NONE`].
     pub(crate) output: u32,
+    /// Index of the connection's pub/sub subscriptions, or [`NONE`].
+    pub(crate) subs: u32,
     /// The close code to report to `on_close`.
     pub(crate) close_code: u16,
     pub(crate) phase: Phase,
@@ -85,6 +85,7 @@ impl<S> Conn<S> {
             timer_at: 0,
             input: NONE,
             output: NONE,
+            subs: NONE,
             close_code: 1006,
             phase: Phase::Handshake,
             flags: 0,

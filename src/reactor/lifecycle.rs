@@ -227,7 +227,7 @@ impl<H: Handler> Reactor<H> {
         conn.clear(flag::OPENED);
         conn.close_code = code.0;
         // Nothing is delivered after on_close: its subscriptions end here.
-        self.pubsub.remove_conn(key, conn);
+        self.pubsub.remove_conn(conn);
         self.output.stats.count_close(code.0);
         let id = ConnId {
             reactor: index,
@@ -264,7 +264,7 @@ impl<H: Handler> Reactor<H> {
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
-        self.pubsub.remove_conn(key, &mut conn);
+        self.pubsub.remove_conn(&mut conn);
         self.output.release(Owner::of(key, &conn), &mut conn);
         if conn.input != NONE
             && let Some(held) = self.inputs.try_remove(conn.input as usize)

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::commands::{Command, Shared};
-use super::conn::{Conn, flag};
+use super::conn::{Conn, NONE, flag};
 use super::output::{Output, Owner};
 use crate::handler::ConnId;
 use crate::pubsub::{MAX_TOPIC_LEN, Published, TopicCounts, TopicError};
@@ -58,32 +58,28 @@ impl PubSub {
         if !conn.proto.can_send() {
             return Err(TopicError::Closed);
         }
-        let new = self
-            .topics
-            .subscribe(key as u32, name, self.cap, &self.counts, self.index)?;
-        conn.set(flag::SUBSCRIBED);
-        Ok(new)
+        self.topics.subscribe(
+            key as u32,
+            &mut conn.subs,
+            name,
+            self.cap,
+            &self.counts,
+            self.index,
+        )
     }
 
-    pub(crate) fn unsubscribe<S>(&mut self, key: usize, conn: &mut Conn<S>, name: &[u8]) -> bool {
-        if !conn.has(flag::SUBSCRIBED) {
-            return false;
-        }
-        let was = self
-            .topics
-            .unsubscribe(key as u32, name, &self.counts, self.index);
-        if !self.topics.has_subscriptions(key as u32) {
-            conn.clear(flag::SUBSCRIBED);
-        }
-        was
+    pub(crate) fn unsubscribe<S>(&mut self, conn: &mut Conn<S>, name: &[u8]) -> bool {
+        conn.subs != NONE
+            && self
+                .topics
+                .unsubscribe(&mut conn.subs, name, &self.counts, self.index)
     }
 
     /// Ends the subscriptions of a connection that is closing.
-    pub(crate) fn remove_conn<S>(&mut self, key: usize, conn: &mut Conn<S>) {
-        if conn.has(flag::SUBSCRIBED) {
-            conn.clear(flag::SUBSCRIBED);
+    pub(crate) fn remove_conn<S>(&mut self, conn: &mut Conn<S>) {
+        if conn.subs != NONE {
             self.topics
-                .remove_conn(key as u32, &self.counts, self.index);
+                .remove_conn(&mut conn.subs, &self.counts, self.index);
         }
     }
 
@@ -134,7 +130,7 @@ pub(crate) fn publish_local<S>(
     };
     let count = pubsub.topics.members(id).len();
     for i in 0..count {
-        let Some(&key) = pubsub.topics.members(id).get(i) else {
+        let Some(&(key, subs)) = pubsub.topics.members(id).get(i) else {
             break;
         };
         let key = key as usize;
@@ -148,7 +144,7 @@ pub(crate) fn publish_local<S>(
             SendStatus::Sent | SendStatus::Backpressure => published.reached += 1,
             SendStatus::Dropped => {
                 published.dropped += 1;
-                pubsub.topics.count_drop(key as u32);
+                pubsub.topics.count_drop(subs);
             }
             SendStatus::Closed => continue,
         }
@@ -163,17 +159,66 @@ pub(crate) fn publish_local<S>(
 /// One topic with subscribers on this reactor.
 struct Topic {
     name: Box<[u8]>,
-    /// The subscribers' slab keys, in no order.
-    members: Vec<u32>,
+    /// The subscribers: (slab key, index of their `Subscriptions`), in no order.
+    members: Vec<(u32, u32)>,
 }
 
-/// A subscribed connection's side of its subscriptions.
-#[derive(Default)]
+/// A connection's topics: one inline (most connections subscribe to one or a few),
+/// more in a vector of their own.
+enum List {
+    One(Place),
+    // Boxed so that the enum is 16 bytes, not 32: most connections never get here.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<Place>>),
+}
+
+/// A subscription as its connection records it: (topic, index in the topic's
+/// `members`).
+type Place = (u32, u32);
+
+impl List {
+    fn as_slice(&self) -> &[Place] {
+        match self {
+            List::One(one) => std::slice::from_ref(one),
+            List::Many(many) => many,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [Place] {
+        match self {
+            List::One(one) => std::slice::from_mut(one),
+            List::Many(many) => many,
+        }
+    }
+
+    fn push(&mut self, place: Place) {
+        match self {
+            List::One(one) => *self = List::Many(Box::new(vec![*one, place])),
+            List::Many(many) => many.push(place),
+        }
+    }
+
+    /// Removes the entry at `at`; `None` when it was the last one (the list is then
+    /// to be dropped).
+    fn remove(&mut self, at: usize) -> Option<Place> {
+        match self {
+            List::One(_) => None,
+            List::Many(many) => {
+                let place = many.swap_remove(at);
+                if many.len() == 1 {
+                    *self = List::One(many[0]);
+                }
+                Some(place)
+            }
+        }
+    }
+}
+
+/// A subscribed connection's side of its subscriptions (24 bytes, 32 in the slab).
 struct Subscriptions {
-    /// (topic, index of this connection in the topic's `members`).
-    topics: Vec<(u32, u32)>,
+    list: List,
     /// Published messages dropped for this connection at its backpressure limit.
-    dropped: u64,
+    dropped: u32,
 }
 
 /// The registry of one reactor.
@@ -181,7 +226,8 @@ struct Subscriptions {
 pub(crate) struct Topics {
     ids: HashMap<Box<[u8]>, u32>,
     topics: Slab<Topic>,
-    conns: HashMap<u32, Subscriptions>,
+    /// Indexed by `Conn::subs`.
+    subs: Slab<Subscriptions>,
 }
 
 impl Topics {
@@ -190,17 +236,25 @@ impl Topics {
         self.ids.get(name).copied()
     }
 
-    /// The subscribers of topic `id` (slab keys).
-    pub(crate) fn members(&self, id: u32) -> &[u32] {
+    /// The subscribers of topic `id`: (slab key, subscriptions index).
+    pub(crate) fn members(&self, id: u32) -> &[(u32, u32)] {
         self.topics
             .get(id as usize)
             .map_or(&[], |t| t.members.as_slice())
     }
 
-    /// Subscribes connection `key`. `Ok(false)`: it already was.
+    fn list(&self, subs: u32) -> &[Place] {
+        self.subs
+            .get(subs as usize)
+            .map_or(&[], |s| s.list.as_slice())
+    }
+
+    /// Subscribes connection `key`, whose subscriptions index is `*subs` (`NONE`:
+    /// none yet). `Ok(false)`: it already was.
     pub(crate) fn subscribe(
         &mut self,
         key: u32,
+        subs: &mut u32,
         name: &[u8],
         cap: usize,
         counts: &TopicCounts,
@@ -210,16 +264,13 @@ impl Topics {
             return Err(TopicError::TooLong);
         }
         let existing = self.ids.get(name).copied();
-        let subs = self.conns.entry(key).or_default();
+        let list = self.list(*subs);
         if let Some(id) = existing
-            && subs.topics.iter().any(|&(t, _)| t == id)
+            && list.iter().any(|&(t, _)| t == id)
         {
             return Ok(false);
         }
-        if subs.topics.len() >= cap {
-            if subs.topics.is_empty() {
-                self.conns.remove(&key);
-            }
+        if list.len() >= cap {
             return Err(TopicError::TooMany);
         }
         let id = match existing {
@@ -234,16 +285,26 @@ impl Topics {
             }
         };
         let topic = &mut self.topics[id as usize];
-        subs.topics.push((id, topic.members.len() as u32));
-        topic.members.push(key);
+        let place = (id, topic.members.len() as u32);
+        match self.subs.get_mut(*subs as usize) {
+            Some(s) => s.list.push(place),
+            None => {
+                *subs = self.subs.insert(Subscriptions {
+                    list: List::One(place),
+                    dropped: 0,
+                }) as u32;
+            }
+        }
+        topic.members.push((key, *subs));
         counts.add(name, reactor);
         Ok(true)
     }
 
-    /// Unsubscribes connection `key`; whether it was subscribed.
+    /// Unsubscribes the connection whose subscriptions index is `*subs`; whether it
+    /// was subscribed. `*subs` becomes `NONE` with its last subscription.
     pub(crate) fn unsubscribe(
         &mut self,
-        key: u32,
+        subs: &mut u32,
         name: &[u8],
         counts: &TopicCounts,
         reactor: usize,
@@ -251,57 +312,59 @@ impl Topics {
         let Some(id) = self.ids.get(name).copied() else {
             return false;
         };
-        let Some(subs) = self.conns.get_mut(&key) else {
+        let Some(s) = self.subs.get_mut(*subs as usize) else {
             return false;
         };
-        let Some(at) = subs.topics.iter().position(|&(t, _)| t == id) else {
+        let Some(at) = s.list.as_slice().iter().position(|&(t, _)| t == id) else {
             return false;
         };
-        let (_, index) = subs.topics.swap_remove(at);
-        if subs.topics.is_empty() {
-            self.conns.remove(&key);
-        }
-        self.leave(id, index, counts, reactor);
+        let place = match s.list.remove(at) {
+            Some(place) => place,
+            None => {
+                let last = self.subs.remove(*subs as usize);
+                *subs = NONE;
+                last.list.as_slice()[0]
+            }
+        };
+        self.leave(place, counts, reactor);
         true
     }
 
-    /// Whether connection `key` subscribes to `name`.
-    pub(crate) fn is_subscribed(&self, key: u32, name: &[u8]) -> bool {
-        match (self.ids.get(name), self.conns.get(&key)) {
-            (Some(&id), Some(subs)) => subs.topics.iter().any(|&(t, _)| t == id),
-            _ => false,
+    /// Whether the connection whose subscriptions index is `subs` subscribes to `name`.
+    pub(crate) fn is_subscribed(&self, subs: u32, name: &[u8]) -> bool {
+        match self.ids.get(name) {
+            Some(&id) => self.list(subs).iter().any(|&(t, _)| t == id),
+            None => false,
         }
     }
 
-    /// Ends every subscription of connection `key` (it is closing).
-    pub(crate) fn remove_conn(&mut self, key: u32, counts: &TopicCounts, reactor: usize) {
-        if let Some(subs) = self.conns.remove(&key) {
-            for (id, index) in subs.topics {
-                self.leave(id, index, counts, reactor);
+    /// Ends every subscription of a connection that is closing.
+    pub(crate) fn remove_conn(&mut self, subs: &mut u32, counts: &TopicCounts, reactor: usize) {
+        if let Some(s) = self.subs.try_remove(*subs as usize) {
+            *subs = NONE;
+            for &place in s.list.as_slice() {
+                self.leave(place, counts, reactor);
             }
         }
     }
 
-    /// Whether connection `key` subscribes to anything.
-    pub(crate) fn has_subscriptions(&self, key: u32) -> bool {
-        self.conns.contains_key(&key)
-    }
-
-    /// Counts a published message dropped for connection `key`.
-    pub(crate) fn count_drop(&mut self, key: u32) {
-        if let Some(subs) = self.conns.get_mut(&key) {
-            subs.dropped += 1;
+    /// Counts a published message dropped for a subscribed connection.
+    pub(crate) fn count_drop(&mut self, subs: u32) {
+        if let Some(s) = self.subs.get_mut(subs as usize) {
+            s.dropped = s.dropped.saturating_add(1);
         }
     }
 
-    /// Published messages dropped for connection `key` at its backpressure limit.
-    pub(crate) fn dropped(&self, key: u32) -> u64 {
-        self.conns.get(&key).map_or(0, |s| s.dropped)
+    /// Published messages dropped for a connection at its backpressure limit.
+    pub(crate) fn dropped(&self, subs: u32) -> u64 {
+        self.subs
+            .get(subs as usize)
+            .map_or(0, |s| u64::from(s.dropped))
     }
 
     /// Removes the member at `index` of topic `id`, moving the last one into its
     /// place (and telling that one where it now is); drops an empty topic.
-    fn leave(&mut self, id: u32, index: u32, counts: &TopicCounts, reactor: usize) {
+    fn leave(&mut self, (id, index): Place, counts: &TopicCounts, reactor: usize) {
         let Some(topic) = self.topics.get_mut(id as usize) else {
             return;
         };
@@ -311,9 +374,9 @@ impl Topics {
             return;
         }
         topic.members.swap_remove(index);
-        if let Some(&moved) = topic.members.get(index)
-            && let Some(subs) = self.conns.get_mut(&moved)
-            && let Some(entry) = subs.topics.iter_mut().find(|(t, _)| *t == id)
+        if let Some(&(_, moved)) = topic.members.get(index)
+            && let Some(s) = self.subs.get_mut(moved as usize)
+            && let Some(entry) = s.list.as_mut_slice().iter_mut().find(|(t, _)| *t == id)
         {
             entry.1 = index as u32;
         }
@@ -330,67 +393,103 @@ mod tests {
 
     const CAP: usize = 8;
 
-    fn sorted(topics: &Topics, name: &[u8]) -> Vec<u32> {
-        let mut m = topics
-            .id(name)
-            .map_or(Vec::new(), |id| topics.members(id).to_vec());
-        m.sort();
-        m
+    /// The registry and every test connection's `Conn::subs`.
+    struct Fixture {
+        t: Topics,
+        counts: TopicCounts,
+        subs: [u32; 16],
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                t: Topics::default(),
+                counts: TopicCounts::new(1),
+                subs: [NONE; 16],
+            }
+        }
+        fn sub(&mut self, key: u32, name: &[u8], cap: usize) -> Result<bool, TopicError> {
+            let subs = &mut self.subs[key as usize];
+            self.t.subscribe(key, subs, name, cap, &self.counts, 0)
+        }
+        fn unsub(&mut self, key: u32, name: &[u8]) -> bool {
+            let subs = &mut self.subs[key as usize];
+            *subs != NONE && self.t.unsubscribe(subs, name, &self.counts, 0)
+        }
+        fn close(&mut self, key: u32) {
+            self.t
+                .remove_conn(&mut self.subs[key as usize], &self.counts, 0);
+        }
+        fn members(&self, name: &[u8]) -> Vec<u32> {
+            let mut m: Vec<u32> = self.t.id(name).map_or(Vec::new(), |id| {
+                self.t.members(id).iter().map(|&(k, _)| k).collect()
+            });
+            m.sort();
+            m
+        }
+        /// Both sides agree: each member's subscriptions index is its own, and its
+        /// list points back at its place.
+        fn consistent(&self) {
+            for (id, topic) in self.t.topics.iter() {
+                for (index, &(key, subs)) in topic.members.iter().enumerate() {
+                    assert_eq!(self.subs[key as usize], subs);
+                    assert!(self.t.list(subs).contains(&(id as u32, index as u32)));
+                }
+            }
+        }
     }
 
     #[test]
     fn subscribe_unsubscribe_and_close_keep_both_sides_consistent() {
-        let counts = TopicCounts::new(1);
-        let mut t = Topics::default();
+        let mut f = Fixture::new();
         for key in 0..5 {
-            assert_eq!(t.subscribe(key, b"a", CAP, &counts, 0), Ok(true));
+            assert_eq!(f.sub(key, b"a", CAP), Ok(true));
         }
-        assert_eq!(t.subscribe(2, b"a", CAP, &counts, 0), Ok(false));
-        assert_eq!(t.subscribe(2, b"b", CAP, &counts, 0), Ok(true));
-        assert_eq!(counts.total(b"a"), 5);
+        assert_eq!(f.sub(2, b"a", CAP), Ok(false));
+        assert_eq!(f.sub(2, b"b", CAP), Ok(true));
+        assert_eq!(f.counts.total(b"a"), 5);
         // Removing from the middle moves the last member; its index must follow.
-        assert!(t.unsubscribe(1, b"a", &counts, 0));
-        assert!(!t.unsubscribe(1, b"a", &counts, 0), "twice is a no-op");
-        assert_eq!(sorted(&t, b"a"), vec![0, 2, 3, 4]);
-        t.remove_conn(4, &counts, 0); // the one that moved
-        assert_eq!(sorted(&t, b"a"), vec![0, 2, 3]);
-        t.remove_conn(2, &counts, 0);
-        assert_eq!(sorted(&t, b"a"), vec![0, 3]);
-        assert_eq!(t.id(b"b"), None, "an empty topic is forgotten");
-        assert!(t.is_subscribed(3, b"a") && !t.is_subscribed(2, b"a"));
-        assert_eq!(counts.total(b"a"), 2);
-        assert_eq!(counts.total(b"b"), 0);
-        t.remove_conn(0, &counts, 0);
-        t.remove_conn(3, &counts, 0);
-        assert!(t.ids.is_empty() && t.topics.is_empty() && t.conns.is_empty());
-        assert!(counts.lock().is_empty());
+        assert!(f.unsub(1, b"a"));
+        assert!(!f.unsub(1, b"a"), "twice is a no-op");
+        assert_eq!(f.subs[1], NONE, "no subscriptions left: no record");
+        assert_eq!(f.members(b"a"), vec![0, 2, 3, 4]);
+        f.consistent();
+        f.close(4); // the one that moved
+        assert_eq!(f.members(b"a"), vec![0, 2, 3]);
+        f.close(2);
+        assert_eq!(f.members(b"a"), vec![0, 3]);
+        assert_eq!(f.t.id(b"b"), None, "an empty topic is forgotten");
+        assert!(f.t.is_subscribed(f.subs[3], b"a") && !f.t.is_subscribed(f.subs[2], b"a"));
+        assert_eq!(f.counts.total(b"a"), 2);
+        assert_eq!(f.counts.total(b"b"), 0);
+        f.consistent();
+        f.close(0);
+        f.close(3);
+        assert!(f.t.ids.is_empty() && f.t.topics.is_empty() && f.t.subs.is_empty());
+        assert!(f.counts.lock().is_empty());
     }
 
     #[test]
     fn names_over_the_limit_and_subscriptions_over_the_cap_are_refused() {
-        let counts = TopicCounts::new(1);
-        let mut t = Topics::default();
+        let mut f = Fixture::new();
         let long = vec![b'x'; MAX_TOPIC_LEN + 1];
-        assert_eq!(
-            t.subscribe(1, &long, CAP, &counts, 0),
-            Err(TopicError::TooLong)
-        );
+        assert_eq!(f.sub(1, &long, CAP), Err(TopicError::TooLong));
         for i in 0..CAP {
             let name = format!("t{i}");
-            assert_eq!(t.subscribe(1, name.as_bytes(), CAP, &counts, 0), Ok(true));
+            assert_eq!(f.sub(1, name.as_bytes(), CAP), Ok(true));
         }
-        assert_eq!(
-            t.subscribe(1, b"one more", CAP, &counts, 0),
-            Err(TopicError::TooMany)
-        );
-        assert_eq!(t.subscribe(1, b"t3", CAP, &counts, 0), Ok(false));
-        assert_eq!(
-            t.subscribe(2, b"zero cap", 0, &counts, 0),
-            Err(TopicError::TooMany)
-        );
-        assert!(!t.conns.contains_key(&2));
-        t.remove_conn(1, &counts, 0);
-        assert!(t.ids.is_empty() && counts.lock().is_empty());
+        assert_eq!(f.sub(1, b"one more", CAP), Err(TopicError::TooMany));
+        assert_eq!(f.sub(1, b"t3", CAP), Ok(false));
+        assert_eq!(f.sub(2, b"zero cap", 0), Err(TopicError::TooMany));
+        assert_eq!(f.subs[2], NONE);
+        f.close(1);
+        assert!(f.t.ids.is_empty() && f.counts.lock().is_empty());
+    }
+
+    #[test]
+    fn a_subscription_record_is_small() {
+        let record = std::mem::size_of::<Subscriptions>();
+        assert!(record <= 24, "{record} bytes");
     }
 
     /// A random walk against a model: every topic's members are exactly the
@@ -398,8 +497,7 @@ mod tests {
     #[test]
     fn a_random_walk_matches_a_model() {
         use std::collections::{BTreeMap, BTreeSet};
-        let counts = TopicCounts::new(1);
-        let mut t = Topics::default();
+        let mut f = Fixture::new();
         let mut model: BTreeMap<u8, BTreeSet<u32>> = BTreeMap::new();
         let mut seed = 12345u32;
         for _ in 0..20_000 {
@@ -412,26 +510,27 @@ mod tests {
             match (seed >> 16) % 4 {
                 0 | 1 => {
                     let new = model.entry(topic).or_default().insert(key);
-                    assert_eq!(t.subscribe(key, &name, CAP, &counts, 0), Ok(new));
+                    assert_eq!(f.sub(key, &name, CAP), Ok(new));
                 }
                 2 => {
                     let was = model.get_mut(&topic).is_some_and(|s| s.remove(&key));
-                    assert_eq!(t.unsubscribe(key, &name, &counts, 0), was);
+                    assert_eq!(f.unsub(key, &name), was);
                 }
                 _ => {
                     for members in model.values_mut() {
                         members.remove(&key);
                     }
-                    t.remove_conn(key, &counts, 0);
+                    f.close(key);
                 }
             }
             for topic in 0..6u8 {
                 let want: Vec<u32> = model
                     .get(&topic)
                     .map_or(Vec::new(), |s| s.iter().copied().collect());
-                assert_eq!(sorted(&t, &[topic]), want);
-                assert_eq!(counts.total(&[topic]), want.len());
+                assert_eq!(f.members(&[topic]), want);
+                assert_eq!(f.counts.total(&[topic]), want.len());
             }
+            f.consistent();
         }
     }
 }

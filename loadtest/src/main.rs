@@ -49,6 +49,9 @@ enum Command {
     Connect(ConnectArgs),
     /// Receivers on a chat server and one sender: fan-out latency and deliveries.
     Broadcast(BroadcastArgs),
+    /// Every client sends, the server publishes to all; each client sends again once
+    /// it has N deliveries (N: all connections): rounds of N² deliveries.
+    Fanout(FanoutArgs),
     /// Start the echo example and run a short echo and idle scenario against it.
     Demo(DemoArgs),
     /// Echo, idle and abusive clients mixed for a long time; the server's RSS over
@@ -172,6 +175,21 @@ struct BroadcastArgs {
     #[arg(long, default_value_t = 100.0)]
     rate: f64,
     #[arg(long, default_value_t = 64)]
+    payload: usize,
+}
+
+#[derive(Args, Clone)]
+struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    timing: Timing,
+    /// Connections, over all threads: each round of each client waits for this many
+    /// deliveries.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Payload bytes per message (at least 8: the sender and round lead it).
+    #[arg(long, default_value_t = 32)]
     payload: usize,
 }
 
@@ -338,6 +356,14 @@ fn dispatch(command: Command) -> Result<bool, String> {
             s.connections = a.receivers + 1;
             s.payload = a.payload.max(8);
             s.rate = a.rate;
+            s.duration = seconds(a.timing.duration)?;
+            s.warmup = seconds(a.timing.warmup)?;
+            (a.common, s)
+        }
+        Command::Fanout(a) => {
+            let mut s = spec(&a.common, Scenario::Fanout);
+            s.connections = a.connections.max(1);
+            s.payload = a.payload.max(worker::fanout::HEADER);
             s.duration = seconds(a.timing.duration)?;
             s.warmup = seconds(a.timing.warmup)?;
             (a.common, s)

@@ -75,7 +75,8 @@ pub struct Report {
     pub pipeline: usize,
     pub rate_target: f64,
     pub duration_seconds: f64,
-    /// Messages (connect: handshakes; broadcast: deliveries) in the measured window.
+    /// Messages (connect: handshakes; broadcast, fanout: deliveries) in the measured
+    /// window.
     pub messages: u64,
     pub messages_per_second: f64,
     pub sent: u64,
@@ -92,8 +93,17 @@ impl Report {
     fn unit(&self) -> &'static str {
         match self.scenario.as_str() {
             "connect" => "handshakes",
-            "broadcast" => "deliveries",
+            "broadcast" | "fanout" => "deliveries",
             _ => "messages",
+        }
+    }
+
+    /// One of `unit`.
+    fn unit_one(&self) -> &'static str {
+        match self.unit() {
+            "handshakes" => "handshake",
+            "deliveries" => "delivery",
+            _ => "message",
         }
     }
 
@@ -112,7 +122,12 @@ impl Report {
             "  connections   {} open of {} (ramp {:.1} s), {} thread(s)",
             self.connections_open, self.connections, self.ramp_seconds, self.threads
         );
-        if self.scenario != "idle" && self.scenario != "connect" {
+        if self.scenario == "fanout" {
+            println!(
+                "  payload       {} B {kind}, a round is {} deliveries per client",
+                self.payload, self.connections
+            );
+        } else if self.scenario != "idle" && self.scenario != "connect" {
             println!(
                 "  payload       {} B {kind}, pipeline {}",
                 self.payload, self.pipeline
@@ -127,8 +142,14 @@ impl Report {
                 self.duration_seconds
             );
             let l = &self.latency;
+            // Fanout times rounds: a client's send to its N-th delivery.
+            let what = if self.scenario == "fanout" {
+                "round µs "
+            } else {
+                "latency µs"
+            };
             println!(
-                "  latency µs    p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+                "  {what}    p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
                 l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
             );
         }
@@ -150,7 +171,7 @@ impl Report {
                     println!(
                         "  server CPU    {:.2} µs per {} ({:.0}% of a core)",
                         s.cpu_us_per_message,
-                        self.unit().trim_end_matches('s'),
+                        self.unit_one(),
                         s.cpu_percent
                     );
                 }

@@ -76,6 +76,7 @@ pub fn execute(spec: &Spec) -> Result<Report, String> {
             host: host.clone(),
             path: path.clone(),
             connections: share,
+            total_connections: total,
             first_index,
             sources,
             raw: spec.raw,
@@ -122,11 +123,11 @@ pub fn execute(spec: &Spec) -> Result<Report, String> {
     let end_sample = spec.server_pid.and_then(server::sample);
     control.phase.store(DRAIN, Relaxed);
     // Closed loops get time for what is in flight to come back.
-    std::thread::sleep(Duration::from_millis(if spec.scenario == Scenario::Idle {
-        0
-    } else {
-        1500
-    }));
+    match spec.scenario {
+        Scenario::Idle => {}
+        Scenario::Fanout => drain_fanout(&control, opened),
+        _ => std::thread::sleep(Duration::from_millis(1500)),
+    }
     control.phase.store(STOP, Relaxed);
 
     let mut latency = worker::histogram();
@@ -141,6 +142,12 @@ pub fn execute(spec: &Spec) -> Result<Report, String> {
         errors.add(&outcome.errors);
         sent += outcome.sent;
         received += outcome.received;
+    }
+    if spec.scenario == Scenario::Fanout {
+        // Every message sent is due to every connection open, its sender included;
+        // the checked deliveries are those received that were not mismatches.
+        let delivered = received.saturating_sub(errors.mismatch);
+        errors.lost += (sent * opened).saturating_sub(delivered);
     }
 
     let measured = end_count.saturating_sub(start_count);
@@ -200,6 +207,28 @@ fn counted(spec: &Spec, control: &Control) -> u64 {
         control.handshakes.load(Relaxed)
     } else {
         control.measured.load(Relaxed)
+    }
+}
+
+/// Fanout: waits until every message sent has reached every open connection, while
+/// deliveries keep coming (1.5 s without one ends it), for at most 30 s.
+fn drain_fanout(control: &Control, connections: u64) {
+    let started = Instant::now();
+    let mut progress = (control.received.load(Relaxed), started);
+    // Workers see the drain within a loop turn (10 ms) and publish what they sent.
+    std::thread::sleep(Duration::from_millis(100));
+    while started.elapsed() < Duration::from_secs(30) {
+        let received = control.received.load(Relaxed);
+        if received >= control.sent.load(Relaxed) * connections {
+            return;
+        }
+        let now = Instant::now();
+        if received > progress.0 {
+            progress = (received, now);
+        } else if now.duration_since(progress.1) > Duration::from_millis(1500) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -19,6 +19,8 @@ use wsreactor::proto::{Limits, Message};
 use crate::client::{Client, Failure, Phase, Received};
 use crate::net;
 
+pub mod fanout;
+
 pub const RAMP: u8 = 0;
 pub const WARMUP: u8 = 1;
 pub const MEASURE: u8 = 2;
@@ -41,6 +43,8 @@ pub enum Scenario {
     Connect,
     /// Receivers, and one sender whose messages carry their send time.
     Broadcast,
+    /// Every client sends, every client receives every message, in rounds.
+    Fanout,
 }
 
 /// One worker's share of a run.
@@ -52,6 +56,8 @@ pub struct Plan {
     pub path: String,
     /// This worker's connections (for connect: its concurrency).
     pub connections: usize,
+    /// Every worker's connections: the deliveries a fanout round waits for.
+    pub total_connections: usize,
     /// The global index of this worker's first connection (for source addresses).
     pub first_index: usize,
     pub sources: usize,
@@ -77,6 +83,9 @@ pub struct Control {
     pub measured: AtomicU64,
     /// Handshakes completed while measuring (connect).
     pub handshakes: AtomicU64,
+    /// Messages sent and received over the whole run (fanout: how much is in flight).
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
 }
 
 /// Counted failures.
@@ -165,6 +174,10 @@ struct Worker {
     sender_key: Option<usize>,
     /// Reused to send several messages in one write.
     batch: Vec<u8>,
+    /// Fanout: each client's rounds, by slab key.
+    peers: Vec<Option<fanout::Peer>>,
+    /// `outcome.sent` and `outcome.received` as last added to `control`.
+    published: (u64, u64),
 }
 
 pub fn run(plan: Plan, control: Arc<Control>) -> std::io::Result<Outcome> {
@@ -204,6 +217,8 @@ pub fn run(plan: Plan, control: Arc<Control>) -> std::io::Result<Outcome> {
         round_robin: 0,
         sender_key: None,
         batch: Vec::new(),
+        peers: Vec::new(),
+        published: (0, 0),
         plan,
     };
     worker.run()?;
@@ -287,6 +302,14 @@ impl Worker {
         self.control
             .failed
             .fetch_add(std::mem::take(&mut self.failed), Relaxed);
+        let (sent, received) = (self.outcome.sent, self.outcome.received);
+        self.control
+            .sent
+            .fetch_add(sent - self.published.0, Relaxed);
+        self.control
+            .received
+            .fetch_add(received - self.published.1, Relaxed);
+        self.published = (sent, received);
     }
 
     /// Whether new messages go out in this phase.
@@ -301,10 +324,13 @@ impl Worker {
         // warm-up passed between two turns of this loop.
         if !was_sending && self.sending() {
             self.next_send = Instant::now();
-            if self.plan.scenario == Scenario::Echo {
+            if matches!(self.plan.scenario, Scenario::Echo | Scenario::Fanout) {
                 let keys: Vec<usize> = self.clients.iter().map(|(k, _)| k).collect();
                 for key in keys {
-                    self.start_echo(key);
+                    match self.plan.scenario {
+                        Scenario::Echo => self.start_echo(key),
+                        _ => self.start_round(key),
+                    }
                 }
             }
         }
@@ -352,6 +378,12 @@ impl Worker {
             }
             entry.insert(client);
             self.connecting += 1;
+            if self.plan.scenario == Scenario::Fanout {
+                if self.peers.len() <= key {
+                    self.peers.resize_with(key + 1, || None);
+                }
+                self.peers[key] = Some(fanout::Peer::new(index, self.plan.total_connections));
+            }
         }
     }
 
@@ -379,6 +411,9 @@ impl Worker {
     }
 
     fn readable(&mut self, key: usize, scratch: &mut [u8], arrivals: &mut Vec<Arrival>) {
+        if self.plan.scenario == Scenario::Fanout {
+            return self.readable_fanout(key, scratch);
+        }
         let Some(client) = self.clients.get_mut(key) else {
             return;
         };
@@ -474,6 +509,9 @@ impl Worker {
         if self.plan.scenario == Scenario::Echo && self.sending() {
             self.start_echo(key);
         }
+        if self.plan.scenario == Scenario::Fanout && self.sending() {
+            self.start_round(key);
+        }
     }
 
     fn drop_client(&mut self, key: usize, failure: Failure) {
@@ -487,6 +525,9 @@ impl Worker {
         }
         if self.sender_key == Some(key) {
             self.sender_key = None;
+        }
+        if let Some(peer) = self.peers.get_mut(key) {
+            *peer = None;
         }
         self.fail_count(failure);
     }

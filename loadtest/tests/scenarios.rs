@@ -31,6 +31,23 @@ impl Handler for Room {
     }
 }
 
+/// As the broadcast example: every message to every connection, the sender included.
+#[derive(Clone)]
+struct Everyone;
+
+const EVERYONE: &str = "everyone";
+
+impl Handler for Everyone {
+    type Session = ();
+    fn on_open(&mut self, ws: &mut Socket<'_, ()>) {
+        let _ = ws.subscribe(EVERYONE);
+    }
+    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
+        ws.publish(EVERYONE, message);
+        ws.send(message);
+    }
+}
+
 fn echo_server() -> ServerHandle {
     let config = Config::default().with_reactors(1);
     Server::bind("127.0.0.1:0", config)
@@ -226,6 +243,85 @@ fn broadcast_measures_fan_out() {
     let deliveries = r["messages"].as_u64().unwrap();
     assert!((600..1400).contains(&deliveries), "{deliveries} deliveries");
     assert!(r["latency"]["count"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn fanout_delivers_every_message_to_every_client() {
+    let server = Server::bind("127.0.0.1:0", Config::default().with_reactors(1))
+        .unwrap()
+        .spawn(Everyone)
+        .unwrap();
+    let url = format!("ws://{}/", server.local_addr());
+    let pid = std::process::id().to_string();
+    let r = wsload(&[
+        "fanout",
+        "--url",
+        &url,
+        "--connections",
+        "20",
+        "--threads",
+        "2",
+        "--payload",
+        "32",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+        "--server-pid",
+        &pid,
+        "--strict",
+    ]);
+    assert_eq!(errors(&r), 0);
+    assert_eq!(r["connections_open"], 20);
+    let deliveries = r["messages"].as_u64().unwrap();
+    assert!(deliveries > 0, "{deliveries} deliveries");
+    // Each message sent reached all 20 clients, and nothing else arrived.
+    let sent = r["sent"].as_u64().unwrap();
+    assert_eq!(r["received"].as_u64().unwrap(), sent * 20);
+    // Rounds were timed, and the server's CPU sampled per delivery.
+    assert!(r["latency"]["count"].as_u64().unwrap() > 0);
+    assert!(r["server"]["cpu_us_per_message"].as_f64().unwrap() > 0.0);
+}
+
+/// As `Everyone`, but the sender gets its own message twice.
+#[derive(Clone)]
+struct EveryoneSenderTwice;
+
+impl Handler for EveryoneSenderTwice {
+    type Session = ();
+    fn on_open(&mut self, ws: &mut Socket<'_, ()>) {
+        let _ = ws.subscribe(EVERYONE);
+    }
+    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
+        ws.publish(EVERYONE, message);
+        ws.send(message);
+        ws.send(message);
+    }
+}
+
+#[test]
+fn fanout_counts_a_repeated_delivery_as_a_mismatch() {
+    let server = Server::bind("127.0.0.1:0", Config::default().with_reactors(1))
+        .unwrap()
+        .spawn(EveryoneSenderTwice)
+        .unwrap();
+    let url = format!("ws://{}/", server.local_addr());
+    let r = wsload(&[
+        "fanout",
+        "--url",
+        &url,
+        "--connections",
+        "10",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.1",
+    ]);
+    let mismatch = r["errors"]["mismatch"].as_u64().unwrap();
+    assert!(mismatch > 0);
+    // One repeat per message sent, and nothing lost.
+    assert_eq!(mismatch, r["sent"].as_u64().unwrap());
+    assert_eq!(r["errors"]["lost"], 0);
 }
 
 #[test]

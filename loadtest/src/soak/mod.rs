@@ -197,6 +197,7 @@ pub fn execute(spec: &Spec) -> Result<SoakReport, String> {
         host,
         path,
         connections: spec.echo_connections,
+        total_connections: spec.echo_connections,
         first_index: 0,
         sources: 1,
         raw: false,

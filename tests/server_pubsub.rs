@@ -389,3 +389,37 @@ fn a_subscriber_that_does_not_read_is_dropped_for_and_counted() {
     }
     assert_eq!(got, reached);
 }
+
+#[test]
+fn publishing_from_a_thread_while_the_server_shuts_down_is_counted_not_lost() {
+    let s = setup(two_reactors());
+    let mut clients = s.spread(1);
+    for (client, _) in clients.iter_mut() {
+        subscribe(client, "t");
+    }
+    let sender = s.server.sender();
+    let publisher = std::thread::spawn(move || {
+        let (mut forwarded, mut refused, mut nobody) = (0, 0, 0);
+        let start = std::time::Instant::now();
+        // Until well after the shutdown (bounded).
+        while refused + nobody < 1_000 && start.elapsed() < Duration::from_secs(10) {
+            let p = sender.publish("t", Message::Text("late"));
+            assert_eq!((p.reached, p.dropped), (0, 0));
+            forwarded += p.forwarded;
+            refused += p.refused;
+            nobody += usize::from(p == Published::default());
+        }
+        (forwarded, refused, nobody)
+    });
+    std::thread::sleep(Duration::from_millis(5));
+    s.server.shutdown(Duration::from_millis(200)).unwrap();
+    let (forwarded, refused, nobody) = publisher.join().unwrap();
+    // Every publish was counted: forwarded while the reactors ran, refused (or to
+    // nobody, once the subscriptions had ended) after.
+    assert!(forwarded > 0, "nothing was published before the shutdown");
+    assert!(refused + nobody > 0, "nothing was published after it");
+    // After shutdown: nobody subscribes any more, and a publish reaches nobody.
+    assert_eq!(s.server.subscribers("t"), 0);
+    let late = s.server.sender().publish("t", Message::Text("after"));
+    assert_eq!(late, Published::default());
+}

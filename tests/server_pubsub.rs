@@ -15,7 +15,8 @@ use wsreactor::{
 };
 
 /// Text commands: `sub T`, `unsub T`, `pub T PAYLOAD` (to every subscriber but the
-/// sender), `send TEXT` (to itself), `flood T N SIZE` (publishes N binary messages).
+/// sender), `send TEXT` (to itself), `flood T N SIZE` (publishes N binary messages),
+/// `drops` (replies `drops N`, the publications dropped for this connection).
 /// Replies `ok sub T`, `ok unsub T true|false`, `error: ...`; reports ids, publish
 /// results and closes.
 #[derive(Clone)]
@@ -56,6 +57,10 @@ impl Handler for Scripted {
                     None => a.to_owned(),
                 };
                 ws.send_text(&text);
+            }
+            (Some("drops"), None, None) => {
+                let drops = ws.dropped_publications();
+                ws.send_text(&format!("drops {drops}"));
             }
             (Some("flood"), Some(t), Some(rest)) => {
                 let (n, size) = rest.split_once(' ').unwrap();
@@ -388,6 +393,21 @@ fn a_subscriber_that_does_not_read_is_dropped_for_and_counted() {
         }
     }
     assert_eq!(got, reached);
+    // The connection's own count of what was dropped for it.
+    use std::io::Write;
+    let line = b"drops";
+    let mut frame = vec![0x81, 0x80 | line.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(line);
+    slow.write_all(&frame).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let reply = loop {
+        match server::read_frame(&mut slow) {
+            Some((0x1, payload)) => break String::from_utf8(payload).unwrap(),
+            Some(_) => continue,
+            None => panic!("no reply to drops"),
+        }
+    };
+    assert_eq!(reply, format!("drops {dropped}"));
 }
 
 #[test]

@@ -1,11 +1,12 @@
 //! A reactor's own pub/sub registry: which of its connections subscribe to what.
 //!
-//! Topic names are interned once per reactor. A topic holds its subscribers' slab
-//! keys in a `Vec` (4 bytes a subscription); a subscribed connection holds its topics
-//! and its place in each topic's list (8 bytes a subscription), so that unsubscribing
-//! and closing cost O(its subscriptions), not O(the topic's subscribers). Keys need
-//! no generation: a connection's subscriptions are removed before its slot can be
-//! reused.
+//! Topic names are interned once per reactor. A topic holds its subscribers (slab key
+//! and subscriptions index, 8 bytes each) in a `Vec`; a subscribed connection holds,
+//! in a 32-byte slab entry indexed from its slot, its topics and its place in each
+//! topic's list (the first inline, more in a vector: 8 bytes each), so that
+//! unsubscribing and closing cost O(its subscriptions), not O(the topic's
+//! subscribers). Keys need no generation: a connection's subscriptions are removed
+//! before its slot can be reused.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -258,16 +258,30 @@ impl Output {
         conn: &mut Conn<S>,
         frame: &Bytes,
     ) -> SendStatus {
+        if let Err(status) = self.admit_shared(owner, conn, frame) {
+            return status;
+        }
+        self.write_through(owner, conn, &[], Payload::Shared(frame));
+        Self::status(conn)
+    }
+
+    /// The checks and counts of a shared frame's send: refused (`Err`) when the
+    /// connection is not open, or by the backpressure policy.
+    fn admit_shared<S>(
+        &mut self,
+        owner: Owner,
+        conn: &mut Conn<S>,
+        frame: &Bytes,
+    ) -> Result<(), SendStatus> {
         if conn.phase != Phase::Open || !conn.proto.can_send() {
-            return SendStatus::Closed;
+            return Err(SendStatus::Closed);
         }
         if !self.admits(self.buffered(owner, conn), frame.len()) {
-            return self.refuse(owner, conn);
+            return Err(self.refuse(owner, conn));
         }
         self.stats.messages_out += 1;
         self.stats.bytes_out += frame.len() as u64;
-        self.write_through(owner, conn, &[], Payload::Shared(frame));
-        Self::status(conn)
+        Ok(())
     }
 
     /// Queues a published frame for `conn`, to leave with everything else it gets in
@@ -279,14 +293,9 @@ impl Output {
         conn: &mut Conn<S>,
         frame: &Bytes,
     ) -> SendStatus {
-        if conn.phase != Phase::Open || !conn.proto.can_send() {
-            return SendStatus::Closed;
+        if let Err(status) = self.admit_shared(owner, conn, frame) {
+            return status;
         }
-        if !self.admits(self.buffered(owner, conn), frame.len()) {
-            return self.refuse(owner, conn);
-        }
-        self.stats.messages_out += 1;
-        self.stats.bytes_out += frame.len() as u64;
         self.reclaim_strays(owner, conn);
         let corked = self.corked(owner);
         let queue = batch_of(&mut self.queues, conn);

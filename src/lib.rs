@@ -35,7 +35,11 @@
 //!   the reactor thread: never block in them.
 //! - [`Socket`] is the current connection inside a callback: send, ping, close,
 //!   [`buffered_amount`](Socket::buffered_amount), your per-connection session.
-//! - [`Sender`] sends to a [`ConnId`], or broadcasts, from any thread.
+//! - [`Sender`] sends to a [`ConnId`], broadcasts, or publishes, from any thread, and
+//!   says whether the reactor's bounded queue took the command ([`QueueStatus`]).
+//! - Pub/sub: [`Socket::subscribe`] and [`Socket::publish`] in callbacks,
+//!   [`Sender::publish`] from anywhere; a publish is encoded once and written once per
+//!   subscriber per loop turn, and reports what it reached ([`Published`]).
 //! - [`Config`] holds the limits, timeouts and backpressure policy, each default
 //!   documented with its reason.
 //! - [`proto`] is the sans-IO protocol core (handshake, frames, masking, messages,

@@ -5,16 +5,18 @@
 //! ```
 //!
 //! Flags: `--addr` (default 127.0.0.1:9001), `--threads` (default: one per core),
-//! `--max-message-size` in bytes (default 16 MiB). It prints `listening on ADDR` once
-//! ready, echoes text and binary messages exactly as received, and shuts down
-//! gracefully on SIGINT or SIGTERM.
+//! `--max-message-size` in bytes (default 16 MiB), `--deflate off|shared|dedicated`
+//! (permessage-deflate, default off). It prints `listening on ADDR` once ready,
+//! echoes text and binary messages exactly as received (through the default send:
+//! with deflate negotiated, replies over the threshold go out compressed), and shuts
+//! down gracefully on SIGINT or SIGTERM.
 
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wsreactor::{Config, Handler, Message, Server, Socket};
+use wsreactor::{Compression, Config, Handler, Message, Server, Socket};
 
 #[derive(Clone)]
 struct Echo;
@@ -44,8 +46,22 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--addr" => addr = value()?,
             "--threads" => config = config.with_reactors(value()?.parse()?),
             "--max-message-size" => config = config.with_max_message_size(value()?.parse()?),
+            "--deflate" => {
+                let compression = match value()?.as_str() {
+                    "off" => Compression::Off,
+                    "shared" => Compression::shared(),
+                    "dedicated" => Compression::dedicated(),
+                    other => {
+                        return Err(format!("--deflate {other}: off, shared or dedicated").into());
+                    }
+                };
+                config = config.with_compression(compression);
+            }
             "-h" | "--help" => {
-                println!("usage: echo [--addr HOST:PORT] [--threads N] [--max-message-size BYTES]");
+                println!(
+                    "usage: echo [--addr HOST:PORT] [--threads N] [--max-message-size BYTES] \
+                     [--deflate off|shared|dedicated]"
+                );
                 return Ok(());
             }
             other => return Err(format!("unknown flag {other}").into()),

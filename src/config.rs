@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::compression::Compression;
 use crate::proto::Limits;
 use crate::proto::handshake::{DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS};
 
@@ -109,6 +110,9 @@ pub struct Config {
     /// for the connections that hold partial frames at once in a busy reactor,
     /// without holding memory for a burst that has passed.
     pub pooled_buffers: usize,
+    /// permessage-deflate (RFC 7692). Default [`Compression::Off`]: see
+    /// [`Compression`] for the modes, what they cost and when they pay.
+    pub compression: Compression,
     /// The timer wheel's first tick (tests start it near 2^32 to cross the edge).
     pub(crate) timer_origin: u64,
 }
@@ -131,6 +135,7 @@ impl Default for Config {
             pooled_buffers: 64,
             max_queued_command_bytes: 16 << 20,
             max_subscriptions: 1024,
+            compression: Compression::Off,
             timer_origin: 0,
         }
     }
@@ -203,6 +208,12 @@ impl Config {
     /// Sets the number of reactor threads (at least 1).
     pub fn with_reactors(mut self, reactors: usize) -> Self {
         self.reactors = reactors.max(1);
+        self
+    }
+
+    /// Sets whether and how permessage-deflate is negotiated.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
         self
     }
 

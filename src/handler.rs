@@ -4,6 +4,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
+use crate::compression::Compress;
 use crate::proto::handshake::{HttpRequest, Request};
 use crate::proto::{CloseCode, Message};
 use slab::Slab;
@@ -233,18 +234,38 @@ impl<S> Socket<'_, S> {
     }
 
     /// Sends a message (one frame). Small messages are corked and leave in one
-    /// write with everything else sent to this connection in this turn.
+    /// write with everything else sent to this connection in this turn. On a
+    /// connection that negotiated permessage-deflate, a message of at least
+    /// [`Deflate::threshold`](crate::Deflate::threshold) bytes is compressed.
     pub fn send(&mut self, message: Message<'_>) -> SendStatus {
-        let opcode = if message.is_text() {
-            crate::proto::OpCode::Text
-        } else {
-            crate::proto::OpCode::Binary
-        };
+        self.send_with(message, Compress::Auto)
+    }
+
+    /// Sends a message, saying whether it is compressed (on a connection that
+    /// negotiated permessage-deflate; elsewhere it goes as it is).
+    ///
+    /// ```
+    /// use wsreactor::{Compress, Handler, Message, Socket};
+    ///
+    /// #[derive(Clone)]
+    /// struct Images;
+    ///
+    /// impl Handler for Images {
+    ///     type Session = ();
+    ///     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
+    ///         // JPEG does not compress: do not spend CPU on it.
+    ///         let jpeg: &[u8] = &[0xff, 0xd8, 0xff];
+    ///         ws.send_with(Message::Binary(jpeg), Compress::Never);
+    ///         ws.send_with(message, Compress::Always);
+    ///     }
+    /// }
+    /// ```
+    pub fn send_with(&mut self, message: Message<'_>, compress: Compress) -> SendStatus {
         let owner = Owner::from(self.id);
         let Some(conn) = self.conns.get_mut(self.key) else {
             return SendStatus::Closed;
         };
-        self.output.send(owner, conn, opcode, message.as_bytes())
+        self.output.send_message(owner, conn, message, compress)
     }
 
     /// Sends a text message.

@@ -48,6 +48,7 @@
 #![warn(missing_docs)]
 
 pub mod buf;
+pub mod compression;
 pub mod config;
 pub mod error;
 pub mod handler;
@@ -58,6 +59,7 @@ pub mod server;
 pub mod stats;
 pub mod status;
 
+pub use compression::{Compress, Compression, Deflate};
 pub use config::{BackpressurePolicy, Config};
 pub use error::{Error, Result};
 pub use handler::{ConnId, Handler, HttpResponse, Socket, Upgrade};

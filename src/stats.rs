@@ -18,6 +18,8 @@ pub(crate) struct LocalStats {
     pub(crate) dropped: u64,
     pub(crate) write_timeouts: u64,
     pub(crate) turns: u64,
+    pub(crate) compressed_out: u64,
+    pub(crate) compressors: u64,
     pub(crate) closes: [u64; CODES + 1],
 }
 
@@ -41,6 +43,8 @@ pub(crate) struct SharedStats {
     dropped: AtomicU64,
     write_timeouts: AtomicU64,
     turns: AtomicU64,
+    compressed_out: AtomicU64,
+    compressors: AtomicU64,
     closes: [AtomicU64; CODES + 1],
 }
 
@@ -57,6 +61,8 @@ impl SharedStats {
         self.dropped.store(local.dropped, Relaxed);
         self.write_timeouts.store(local.write_timeouts, Relaxed);
         self.turns.store(local.turns, Relaxed);
+        self.compressed_out.store(local.compressed_out, Relaxed);
+        self.compressors.store(local.compressors, Relaxed);
         for (cell, value) in self.closes.iter().zip(local.closes) {
             cell.store(value, Relaxed);
         }
@@ -74,6 +80,8 @@ impl SharedStats {
             dropped: self.dropped.load(Relaxed),
             write_timeouts: self.write_timeouts.load(Relaxed),
             loop_turns: self.turns.load(Relaxed),
+            compressed_out: self.compressed_out.load(Relaxed),
+            compressors: self.compressors.load(Relaxed),
             closes: std::array::from_fn(|i| self.closes[i].load(Relaxed)),
         }
     }
@@ -106,6 +114,12 @@ pub struct Stats {
     /// about one per timer tick. A figure that grows by millions a second on an idle
     /// server means the loop spins.
     pub loop_turns: u64,
+    /// Messages sent compressed with permessage-deflate (also counted in
+    /// `messages_out`; their `bytes_out` are the compressed bytes).
+    pub compressed_out: u64,
+    /// Dedicated compressors held now (one per connection that sent a compressed
+    /// message recently; see [`Deflate::release_after`](crate::Deflate::release_after)).
+    pub compressors: u64,
     closes: [u64; CODES + 1],
 }
 
@@ -135,6 +149,8 @@ impl Stats {
             total.dropped += s.dropped;
             total.write_timeouts += s.write_timeouts;
             total.loop_turns += s.loop_turns;
+            total.compressed_out += s.compressed_out;
+            total.compressors += s.compressors;
             for (t, c) in total.closes.iter_mut().zip(s.closes) {
                 *t += c;
             }

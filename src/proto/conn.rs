@@ -31,7 +31,8 @@ use std::ops::Range;
 use bytes::BufMut;
 
 use super::close::{CloseCode, CloseFrame, CloseState, encode_close_payload, parse_close_payload};
-use super::frame::{FrameError, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, Role};
+use super::deflate::PerMessageDeflate;
+use super::frame::{FrameError, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, RSV1, Role};
 use super::mask::apply_mask;
 use super::message::{Message, valid_utf8_prefix};
 use super::utf8::from_utf8_with_validated;
@@ -104,6 +105,11 @@ pub enum Decoded<'b> {
 pub enum Event<'b> {
     /// A complete message.
     Message(Message<'b>),
+    /// A complete message compressed with permessage-deflate (only on a connection
+    /// told of it with [`Connection::set_deflate`]). Inflate it with the
+    /// connection's [`Inflater`](crate::proto::deflate::Inflater); if that fails,
+    /// fail the connection with [`Connection::fail_with`].
+    Compressed(Compressed<'b>),
     /// A ping arrived; the pong has been written to `out` already.
     Ping(&'b [u8]),
     /// A pong arrived.
@@ -115,6 +121,15 @@ pub enum Event<'b> {
     /// The peer broke the protocol. A close frame with `error.code` has been written
     /// to `out` (unless we had already sent one); flush it and close the transport.
     Error(ProtocolError),
+}
+
+/// A compressed message as it arrived: the payload of its frames, joined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compressed<'b> {
+    /// The deflate data (without the `00 00 ff ff` that RFC 7692 removes).
+    pub payload: &'b [u8],
+    /// Whether it is a text message (UTF-8 is checked once inflated).
+    pub text: bool,
 }
 
 /// A violation of RFC 6455 by the peer, or a limit it exceeded. Always the peer's
@@ -148,6 +163,9 @@ pub enum SendError {
     /// A close code that may not be sent (see [`CloseCode::is_sendable`]). The
     /// caller's fault.
     InvalidCloseCode,
+    /// A compressed message on a connection that did not negotiate
+    /// permessage-deflate. The caller's fault.
+    NotNegotiated,
 }
 
 impl fmt::Display for SendError {
@@ -156,6 +174,7 @@ impl fmt::Display for SendError {
             SendError::Closed => "the connection is closing",
             SendError::ControlTooLong => "control frame payload over 125 bytes",
             SendError::InvalidCloseCode => "close code may not be sent",
+            SendError::NotNegotiated => "permessage-deflate was not negotiated",
         })
     }
 }
@@ -204,9 +223,13 @@ pub struct Connection {
     in_frame: bool,
     frame_masked: bool,
     frame_fin: bool,
+    /// The message being assembled is compressed (RSV1 on its first frame).
+    compressed: bool,
     assembling: Assembling,
     role: Role,
     close: CloseState,
+    /// permessage-deflate's parameters, when it was negotiated.
+    deflate: Option<PerMessageDeflate>,
 }
 
 impl Connection {
@@ -235,10 +258,25 @@ impl Connection {
             in_frame: false,
             frame_masked: false,
             frame_fin: false,
+            compressed: false,
             assembling: Assembling::None,
             role,
             close: CloseState::Open,
+            deflate: None,
         }
+    }
+
+    /// Tells the connection that permessage-deflate was negotiated (or not): RSV1
+    /// is then accepted on the first frame of a data message, and such a message
+    /// is reported as [`Event::Compressed`]. Without it RSV1 fails the connection
+    /// with 1002, as every reserved bit does.
+    pub fn set_deflate(&mut self, deflate: Option<PerMessageDeflate>) {
+        self.deflate = deflate;
+    }
+
+    /// permessage-deflate's parameters, if it was negotiated.
+    pub fn deflate(&self) -> Option<PerMessageDeflate> {
+        self.deflate
     }
 
     /// Our role.
@@ -332,12 +370,34 @@ impl Connection {
                 continue;
             }
 
-            let header = match FrameHeader::parse(&buf[pos..], self.role, limits.allowed_rsv) {
+            let allowed_rsv = if self.deflate.is_some() {
+                limits.allowed_rsv | RSV1
+            } else {
+                limits.allowed_rsv
+            };
+            let header = match FrameHeader::parse(&buf[pos..], self.role, allowed_rsv) {
                 Ok(Some(header)) => header,
                 Ok(None) => return self.need_more(buf, start, pos),
                 Err(e) => return self.fail(out, CloseCode::PROTOCOL_ERROR, frame_error_reason(e)),
             };
             let (header, header_len) = header;
+            // With permessage-deflate, RSV1 marks a compressed message: it belongs on
+            // the first frame of a data message only (RFC 7692 §6).
+            let rsv1 = self.deflate.is_some() && header.rsv & RSV1 != 0;
+            if rsv1 && header.opcode.is_control() {
+                return self.fail(
+                    out,
+                    CloseCode::PROTOCOL_ERROR,
+                    "RSV1 set on a control frame",
+                );
+            }
+            if rsv1 && header.opcode == OpCode::Continuation {
+                return self.fail(
+                    out,
+                    CloseCode::PROTOCOL_ERROR,
+                    "RSV1 set on a continuation frame",
+                );
+            }
             if header.opcode.is_control() {
                 let len = header.payload_len as usize; // at most 125, checked by parse
                 let end = pos + header_len + len;
@@ -427,6 +487,7 @@ impl Connection {
                 self.gap = 0;
                 self.validated = 0;
                 validated_earlier = 0;
+                self.compressed = rsv1;
                 self.assembling = if header.opcode == OpCode::Text {
                     Assembling::Text
                 } else {
@@ -443,7 +504,8 @@ impl Connection {
 
     /// Fail-fast UTF-8 validation of a text message that is not complete yet.
     fn validate_partial(&mut self, held: &[u8]) -> Result<(), ProtocolError> {
-        if self.assembling != Assembling::Text {
+        // Compressed text is validated as it is inflated.
+        if self.assembling != Assembling::Text || self.compressed {
             return Ok(());
         }
         match valid_utf8_prefix(&held[(self.validated as usize)..]) {
@@ -478,6 +540,16 @@ impl Connection {
         self.assembling = Assembling::None;
         let buf: &'b [u8] = buf;
         let payload = &buf[range];
+        if std::mem::take(&mut self.compressed) {
+            let compressed = Compressed {
+                payload,
+                text: kind == Assembling::Text,
+            };
+            return Decoded::Event {
+                consumed,
+                event: Event::Compressed(compressed),
+            };
+        }
         let message = match kind {
             Assembling::Text => {
                 // SAFETY: `payload[validated_here]` was vouched for by `valid_utf8_prefix`
@@ -543,10 +615,30 @@ impl Connection {
         self.gap = 0;
         self.validated = 0;
         self.in_frame = false;
+        self.compressed = false;
         self.assembling = Assembling::None;
         Decoded::Event {
             consumed: 0,
             event: Event::Error(ProtocolError { code, reason }),
+        }
+    }
+
+    /// Fails the connection for a reason found outside `decode` (a compressed
+    /// message that does not inflate): writes a close frame with `code` unless one
+    /// was sent already, and returns the error to report. The caller flushes `out`
+    /// and closes the transport.
+    pub fn fail_with<B: BufMut>(
+        &mut self,
+        out: &mut B,
+        code: CloseCode,
+        reason: &'static str,
+    ) -> ProtocolError {
+        match self.fail(out, code, reason) {
+            Decoded::Event {
+                event: Event::Error(error),
+                ..
+            } => error,
+            _ => ProtocolError { code, reason },
         }
     }
 }

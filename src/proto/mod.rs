@@ -9,9 +9,11 @@
 //! - [`message`]: the message type and incremental UTF-8 validation.
 //! - [`close`]: close codes and payloads.
 //! - [`conn`]: the per-connection state machine that ties them together.
+//! - [`deflate`]: permessage-deflate (RFC 7692): negotiation and the per-message codec.
 
 pub mod close;
 pub mod conn;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
@@ -19,6 +21,6 @@ pub mod message;
 mod utf8;
 
 pub use close::{CloseCode, CloseFrame, CloseState};
-pub use conn::{Connection, Decoded, Event, Limits, ProtocolError, SendError};
+pub use conn::{Compressed, Connection, Decoded, Event, Limits, ProtocolError, SendError};
 pub use frame::{FrameHeader, OpCode, Role};
 pub use message::Message;

@@ -49,6 +49,10 @@ pub(crate) mod flag {
     pub(crate) const WRITE_WAIT: u16 = 64;
     /// Published messages wait in the queue for the end of the loop turn.
     pub(crate) const BATCHED: u16 = 128;
+    /// The peer's decompressor took in a frame that this connection's own
+    /// compressor did not make (a shared frame), or one of its compressed
+    /// messages was refused: reset the compressor before its next message.
+    pub(crate) const DEFLATE_RESET: u16 = 256;
 }
 
 /// A connection slot.

@@ -177,6 +177,9 @@ impl<H: Handler> Reactor<H> {
     /// Each goes to the connection it was staged for, or nowhere if that
     /// connection is gone; never to another.
     pub(super) fn settle(&mut self) {
+        if let Some(deflate) = self.output.deflate.as_mut() {
+            deflate.end_turn();
+        }
         if let Some(owner) = self.output.cork_owner() {
             self.deliver(owner, None);
         }
@@ -266,6 +269,9 @@ impl<H: Handler> Reactor<H> {
         };
         self.pubsub.remove_conn(&mut conn);
         self.output.release(Owner::of(key, &conn), &mut conn);
+        if let Some(inflaters) = self.inflaters.as_mut() {
+            inflaters.forget(key, conn.generation);
+        }
         if conn.input != NONE
             && let Some(held) = self.inputs.try_remove(conn.input as usize)
         {
@@ -304,9 +310,14 @@ impl<H: Handler> Reactor<H> {
     }
 
     pub(super) fn timers(&mut self) {
-        let now = self.wheel.tick_of(Instant::now());
+        let instant = Instant::now();
+        let now = self.wheel.tick_of(instant);
         if now <= self.wheel.now() {
             return;
+        }
+        if let Some(deflate) = self.output.deflate.as_mut() {
+            deflate.sweep(instant);
+            self.output.stats.compressors = deflate.own_count();
         }
         self.accept_paused = false;
         if self.listener.is_some() {

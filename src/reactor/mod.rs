@@ -15,6 +15,7 @@
 
 mod commands;
 pub(crate) mod conn;
+mod deflate;
 mod lifecycle;
 pub(crate) mod output;
 mod queue;
@@ -38,6 +39,7 @@ use crate::config::Config;
 use crate::handler::Handler;
 pub(crate) use commands::{Command, Shared};
 use conn::Conn;
+use deflate::{Compressors, Inflaters};
 use output::Output;
 use timer::{Entry, Stamp, TimerWheel};
 use topics::PubSub;
@@ -87,6 +89,8 @@ pub(crate) struct Reactor<H: Handler> {
     pool: BufferPool,
     scratch: Vec<u8>,
     output: Output,
+    /// permessage-deflate's decompressors (`None` when compression is off).
+    inflaters: Option<Box<Inflaters>>,
     pubsub: PubSub,
     wheel: TimerWheel,
     timeouts: Timeouts,
@@ -135,6 +139,8 @@ impl<H: Handler> Reactor<H> {
             write: config.write_timeout.map(|t| wheel.ticks(t)),
         };
         let max_pooled = 4 * SCRATCH;
+        let mut output = Output::new(config.max_backpressure, config.backpressure_policy);
+        output.deflate = Compressors::new(&config.compression);
         Ok(Reactor {
             index,
             poll,
@@ -143,7 +149,8 @@ impl<H: Handler> Reactor<H> {
             inputs: Slab::new(),
             pool: BufferPool::new(config.pooled_buffers, POOLED, max_pooled),
             scratch: vec![0; SCRATCH],
-            output: Output::new(config.max_backpressure, config.backpressure_policy),
+            output,
+            inflaters: Inflaters::new(&config.compression),
             pubsub,
             wheel,
             timeouts,

@@ -16,11 +16,13 @@ use std::io::{self, IoSlice};
 use bytes::Bytes;
 
 use super::conn::{Conn, NONE, Phase, flag};
+use super::deflate::Compressors;
 use super::queue::{OutQueue, Queues, write_once};
+use crate::compression::Compress;
 use crate::config::BackpressurePolicy;
 use crate::handler::ConnId;
-use crate::proto::frame::{FrameHeader, OpCode};
-use crate::proto::{CloseCode, CloseState};
+use crate::proto::frame::{FrameHeader, OpCode, RSV1};
+use crate::proto::{CloseCode, CloseState, Message};
 use crate::stats::LocalStats;
 use crate::status::SendStatus;
 
@@ -103,6 +105,8 @@ pub(crate) struct Output {
     strays: Vec<(Owner, Bytes)>,
     max_backpressure: usize,
     policy: BackpressurePolicy,
+    /// permessage-deflate's compressors (`None` when compression is off).
+    pub(crate) deflate: Option<Box<Compressors>>,
     pub(crate) stats: LocalStats,
 }
 
@@ -120,6 +124,7 @@ impl Output {
             strays: Vec::new(),
             max_backpressure,
             policy,
+            deflate: None,
             stats: LocalStats::default(),
         }
     }
@@ -212,6 +217,48 @@ impl Output {
         }
     }
 
+    /// Sends a message to `conn`, compressed if it negotiated permessage-deflate
+    /// and `compress` says so.
+    pub(crate) fn send_message<S>(
+        &mut self,
+        owner: Owner,
+        conn: &mut Conn<S>,
+        message: Message<'_>,
+        compress: Compress,
+    ) -> SendStatus {
+        let opcode = if message.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        let payload = message.as_bytes();
+        if let (Some(params), Some(deflate)) = (conn.proto.deflate(), self.deflate.as_mut())
+            && deflate.wants(payload.len(), compress)
+            && conn.proto.can_send()
+        {
+            let reset = conn.has(flag::DEFLATE_RESET);
+            conn.clear(flag::DEFLATE_RESET);
+            let mut buf = std::mem::take(&mut deflate.buf);
+            buf.clear();
+            if deflate.compress(owner, params, reset, payload, &mut buf) {
+                let status = self.send_frame(owner, conn, opcode, RSV1, &buf);
+                if let Some(deflate) = self.deflate.as_mut() {
+                    deflate.restore(buf);
+                    self.stats.compressors = deflate.own_count();
+                }
+                self.stats.compressed_out += 1;
+                if !matches!(status, SendStatus::Sent | SendStatus::Backpressure) {
+                    // The compressor's context holds a message the peer will never
+                    // see: start the next one without it.
+                    conn.set(flag::DEFLATE_RESET);
+                }
+                return status;
+            }
+            deflate.restore(buf);
+        }
+        self.send(owner, conn, opcode, payload)
+    }
+
     /// Sends one frame to `conn`.
     pub(crate) fn send<S>(
         &mut self,
@@ -220,10 +267,24 @@ impl Output {
         opcode: OpCode,
         payload: &[u8],
     ) -> SendStatus {
+        self.send_frame(owner, conn, opcode, 0, payload)
+    }
+
+    /// Sends one frame with the RSV bits `rsv` to `conn`.
+    fn send_frame<S>(
+        &mut self,
+        owner: Owner,
+        conn: &mut Conn<S>,
+        opcode: OpCode,
+        rsv: u8,
+        payload: &[u8],
+    ) -> SendStatus {
         if !conn.proto.can_send() {
             return SendStatus::Closed;
         }
-        let header = FrameHeader::outgoing(opcode, true, payload.len(), None).encode();
+        let mut header = FrameHeader::outgoing(opcode, true, payload.len(), None);
+        header.rsv = rsv;
+        let header = header.encode();
         let header = header.as_bytes();
         if !self.admits(self.buffered(owner, conn), header.len() + payload.len()) {
             return self.refuse(owner, conn);
@@ -258,11 +319,28 @@ impl Output {
         conn: &mut Conn<S>,
         frame: &Bytes,
     ) -> SendStatus {
+        let frame = &self.shared_form(conn, frame);
         if let Err(status) = self.admit_shared(owner, conn, frame) {
             return status;
         }
         self.write_through(owner, conn, &[], Payload::Shared(frame));
         Self::status(conn)
+    }
+
+    /// The form of a shared frame that `conn` gets: compressed (once per turn and
+    /// window, without context) if it negotiated permessage-deflate and the frame
+    /// is long enough, else the frame itself.
+    fn shared_form<S>(&mut self, conn: &mut Conn<S>, frame: &Bytes) -> Bytes {
+        if let (Some(params), Some(deflate)) = (conn.proto.deflate(), self.deflate.as_mut())
+            && let Some(compressed) = deflate.shared_frame(params, frame)
+        {
+            // The peer's window now holds bytes the connection's own compressor
+            // did not see.
+            conn.set(flag::DEFLATE_RESET);
+            self.stats.compressed_out += 1;
+            return compressed;
+        }
+        frame.clone()
     }
 
     /// The checks and counts of a shared frame's send: refused (`Err`) when the
@@ -293,6 +371,7 @@ impl Output {
         conn: &mut Conn<S>,
         frame: &Bytes,
     ) -> SendStatus {
+        let frame = &self.shared_form(conn, frame);
         if let Err(status) = self.admit_shared(owner, conn, frame) {
             return status;
         }
@@ -474,6 +553,10 @@ impl Output {
         if conn.output != NONE {
             self.queues.remove(conn.output as usize);
             conn.output = NONE;
+        }
+        if let Some(deflate) = self.deflate.as_mut() {
+            deflate.forget(owner);
+            self.stats.compressors = deflate.own_count();
         }
         self.discard(owner);
     }

@@ -8,8 +8,9 @@ use super::conn::{NONE, Phase, flag};
 use super::output::Owner;
 use super::{Input, Reactor, STACK_HEADERS, is_header_text, read};
 use crate::handler::{ConnId, Handler, Socket, Upgrade};
+use crate::proto::deflate;
 use crate::proto::handshake::{self, HandshakeError, Request};
-use crate::proto::{CloseCode, CloseState, Decoded, Event};
+use crate::proto::{CloseCode, CloseState, Compressed, Decoded, Event};
 
 /// A connection whose held buffer is at least this large (a pooled one, or one that
 /// a large message grew) reads straight into it, with at least this much room.
@@ -253,15 +254,31 @@ impl<H: Handler> Reactor<H> {
             Ok(Upgrade::Accept { session, protocol }) => {
                 // Only a subprotocol the client offered may be confirmed.
                 let protocol = protocol.filter(|p| request.subprotocols().any(|o| o == *p));
+                let mut extensions = [0u8; deflate::MAX_RESPONSE_LEN];
+                let deflate = self.config.compression.server().and_then(|server| {
+                    let offers = request
+                        .headers()
+                        .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                        .map(|(_, value)| value);
+                    server.negotiate(offers, &mut extensions)
+                });
+                let (deflate, extensions) = match deflate {
+                    // The response is ASCII that this crate wrote.
+                    Some((agreed, len)) => {
+                        (Some(agreed), std::str::from_utf8(&extensions[..len]).ok())
+                    }
+                    None => (None, None),
+                };
                 handshake::write_accept(
                     self.output.cork(owner),
                     request.key().as_bytes(),
                     protocol,
-                    None,
+                    extensions,
                 );
                 let Some(conn) = self.conns.get_mut(key) else {
                     return 0..0;
                 };
+                conn.proto.set_deflate(deflate);
                 conn.session = Some(session);
                 conn.phase = Phase::Open;
                 conn.set(flag::OPENED);
@@ -330,6 +347,11 @@ impl<H: Handler> Reactor<H> {
                     self.output.stats.bytes_in += message.len() as u64;
                     self.callback(key, |h, ws| h.on_message(ws, message));
                 }
+                Event::Compressed(compressed) => {
+                    if !self.inflate(key, compressed, limits.max_message_size) {
+                        return 0..0;
+                    }
+                }
                 Event::Ping(payload) => self.callback(key, |h, ws| h.on_ping(ws, payload)),
                 Event::Pong(payload) => self.callback(key, |h, ws| h.on_pong(ws, payload)),
                 Event::Close(frame) => {
@@ -348,6 +370,51 @@ impl<H: Handler> Reactor<H> {
             pos += consumed;
             self.after_callback(key);
         }
+    }
+
+    /// Inflates a compressed message of `key` and hands it to the handler. On bad
+    /// deflate data, invalid text or a message over `max`, fails the connection
+    /// (1007 or 1009) and returns `false`.
+    fn inflate(&mut self, key: usize, compressed: Compressed<'_>, max: usize) -> bool {
+        let Some(conn) = self.conns.get(key) else {
+            return false;
+        };
+        let generation = conn.generation;
+        let (Some(params), Some(mut inflaters)) = (conn.proto.deflate(), self.inflaters.take())
+        else {
+            // Compressed messages exist only where deflate was negotiated.
+            self.fail(key, CloseCode::INTERNAL_ERROR, "no decompressor");
+            return false;
+        };
+        let result = match inflaters.inflate(key, generation, params, compressed, max) {
+            Ok(message) => {
+                self.output.stats.messages_in += 1;
+                self.output.stats.bytes_in += message.len() as u64;
+                self.callback(key, |h, ws| h.on_message(ws, message));
+                Ok(())
+            }
+            Err(error) => Err(error),
+        };
+        inflaters.trim();
+        self.inflaters = Some(inflaters);
+        match result {
+            Ok(()) => true,
+            Err(error) => {
+                self.fail(key, error.code(), error.reason());
+                false
+            }
+        }
+    }
+
+    /// Fails connection `key` for a protocol error found outside proto's decoder.
+    fn fail(&mut self, key: usize, code: CloseCode, reason: &'static str) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let owner = Owner::of(key, conn);
+        let error = conn.proto.fail_with(self.output.cork(owner), code, reason);
+        self.report_close(key, error.code, error.reason);
+        self.drain(key);
     }
 
     /// Calls the handler with a socket for connection `key`. A panic closes the

@@ -5,7 +5,7 @@ use bytes::BufMut;
 
 use super::{Connection, SendError};
 use crate::proto::close::{CloseCode, CloseState, encode_close_payload};
-use crate::proto::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, Role};
+use crate::proto::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, RSV1, Role};
 use crate::proto::mask::apply_mask;
 use crate::proto::message::Message;
 
@@ -19,6 +19,11 @@ impl Connection {
         payload: &[u8],
     ) {
         let header = self.header(opcode, fin, payload.len());
+        self.write_payload(out, header, payload);
+    }
+
+    /// Writes `header` and `payload`, masking the payload if the header says so.
+    fn write_payload<B: BufMut>(&mut self, out: &mut B, header: FrameHeader, payload: &[u8]) {
         out.put_slice(header.encode().as_bytes());
         match header.mask {
             None => out.put_slice(payload),
@@ -71,6 +76,33 @@ impl Connection {
             OpCode::Binary
         };
         self.write_frame(out, opcode, true, message.as_bytes())
+    }
+
+    /// Writes one message compressed with permessage-deflate (a payload from
+    /// [`Deflater::compress`](crate::proto::deflate::Deflater::compress)) as a single
+    /// frame with RSV1 set.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] once a close frame has been sent or received;
+    /// [`SendError::NotNegotiated`] if permessage-deflate was not negotiated.
+    pub fn write_compressed<B: BufMut>(
+        &mut self,
+        out: &mut B,
+        text: bool,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        if !self.can_send() {
+            return Err(SendError::Closed);
+        }
+        if self.deflate.is_none() {
+            return Err(SendError::NotNegotiated);
+        }
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
+        let mut header = self.header(opcode, true, payload.len());
+        header.rsv = RSV1;
+        self.write_payload(out, header, payload);
+        Ok(())
     }
 
     /// Writes one frame to `out`: use it to send a message in fragments (the first

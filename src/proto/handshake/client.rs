@@ -3,6 +3,7 @@
 use super::request::{has_token, header_value};
 use super::response::{assert_header_text, put_header};
 use super::*;
+use crate::proto::deflate::{ClientDeflate, PerMessageDeflate};
 
 // ---------------------------------------------------------------------------------------------
 // Client
@@ -65,6 +66,7 @@ pub fn write_request<B: BufMut>(
 pub struct Response<'h, 'b> {
     status: u16,
     protocol: Option<&'b str>,
+    deflate: Option<PerMessageDeflate>,
     headers: &'h [Header<'b>],
 }
 
@@ -79,6 +81,14 @@ impl<'h, 'b> Response<'h, 'b> {
     #[must_use]
     pub fn protocol(&self) -> Option<&'b str> {
         self.protocol
+    }
+
+    /// permessage-deflate's parameters, if we offered it and the server accepted
+    /// ([`parse_response_with_deflate`]); give them to
+    /// [`Connection::set_deflate`](crate::proto::Connection::set_deflate).
+    #[must_use]
+    pub fn deflate(&self) -> Option<PerMessageDeflate> {
+        self.deflate
     }
 
     /// The value of the first header called `name` (case-insensitive).
@@ -110,6 +120,24 @@ pub fn parse_response<'h, 'b>(
     headers: &'h mut [Header<'b>],
     key: &[u8; 24],
     offered_protocols: &[&str],
+) -> Result<Option<(Response<'h, 'b>, usize)>, ClientHandshakeError> {
+    parse_response_with_deflate(buf, headers, key, offered_protocols, None)
+}
+
+/// [`parse_response`] for a request that offered permessage-deflate (`deflate`, as
+/// written into the request with [`ClientDeflate::offer`]): the server's answer is
+/// checked against the offer, and [`Response::deflate`] says what is in force.
+///
+/// # Errors
+///
+/// As [`parse_response`]; [`ClientHandshakeError::UnexpectedExtensions`] also for an
+/// answer the offer did not allow.
+pub fn parse_response_with_deflate<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [Header<'b>],
+    key: &[u8; 24],
+    offered_protocols: &[&str],
+    deflate: Option<&ClientDeflate>,
 ) -> Result<Option<(Response<'h, 'b>, usize)>, ClientHandshakeError> {
     use ClientHandshakeError::{BadAccept, Malformed, NotUpgrade, UnofferedProtocol};
     let window = &buf[..buf.len().min(DEFAULT_MAX_HEADER_BYTES)];
@@ -153,10 +181,20 @@ pub fn parse_response<'h, 'b>(
             protocol = std::str::from_utf8(h.value).ok();
         } else if h.name.eq_ignore_ascii_case("sec-websocket-extensions")
             && !h.value.trim_ascii().is_empty()
+            && deflate.is_none()
         {
             return Err(ClientHandshakeError::UnexpectedExtensions);
         }
     }
+    let agreed = match deflate {
+        Some(offer) => offer.accept(
+            headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                .map(|h| h.value),
+        )?,
+        None => None,
+    };
     if !upgrade || !connection {
         return Err(NotUpgrade);
     }
@@ -172,6 +210,7 @@ pub fn parse_response<'h, 'b>(
         Response {
             status,
             protocol,
+            deflate: agreed,
             headers,
         },
         len,

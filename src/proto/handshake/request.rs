@@ -307,11 +307,18 @@ impl<'h, 'b> Request<'h, 'b> {
     /// The extensions offered in all `Sec-WebSocket-Extensions` headers, in order (RFC 6455
     /// §9.1). Parsing is lenient and never fails: malformed pieces are skipped.
     pub fn extensions(&self) -> impl Iterator<Item = ExtensionOffer<'b>> + Clone + use<'h, 'b> {
-        header_values(self.http.headers, "sec-websocket-extensions")
-            .filter_map(|value| std::str::from_utf8(value).ok())
-            .flat_map(|value| SplitUnquoted::new(value, b','))
-            .filter_map(ExtensionOffer::parse)
+        header_values(self.http.headers, "sec-websocket-extensions").flat_map(extension_list)
     }
+}
+
+/// The extensions in one `Sec-WebSocket-Extensions` value, in order (a value that is
+/// not UTF-8 has none).
+pub(crate) fn extension_list(value: &[u8]) -> impl Iterator<Item = ExtensionOffer<'_>> + Clone {
+    std::str::from_utf8(value)
+        .ok()
+        .into_iter()
+        .flat_map(|value| SplitUnquoted::new(value, b','))
+        .filter_map(ExtensionOffer::parse)
 }
 
 /// One offer from `Sec-WebSocket-Extensions`, such as

@@ -1,0 +1,282 @@
+//! The reactor's permessage-deflate objects: compressors on the write path,
+//! decompressors on the read path.
+//!
+//! A connection holds none of them in its slot. Context-free compressors and
+//! decompressors are the reactor's, one per window size, created when first needed
+//! and reset after every message. A connection that keeps its context (dedicated
+//! mode, or a client allowed to keep its own) has its compressor or decompressor in
+//! a map beside the slab, keyed by slot and generation: an idle connection in shared
+//! mode, or a quiet one in dedicated mode, holds nothing.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::output::Owner;
+use crate::compression::{Compress, Compression};
+use crate::proto::deflate::{Deflater, Direction, InflateError, Inflater, PerMessageDeflate};
+use crate::proto::frame::{FrameHeader, OpCode, RSV1, Role};
+use crate::proto::{Compressed, Message};
+
+/// Window sizes 9 to 15.
+const WINDOWS: usize = 7;
+
+/// After a larger message, the compress and inflate buffers are shrunk to this.
+const KEEP_BUFFER: usize = 64 * 1024;
+
+fn window_index(bits: u8) -> usize {
+    usize::from(bits.clamp(9, 15) - 9)
+}
+
+/// A connection's own compressor.
+struct Own {
+    generation: u32,
+    deflater: Deflater,
+    /// Used since the last sweep.
+    used: bool,
+}
+
+/// The write path's compressors.
+pub(crate) struct Compressors {
+    level: u32,
+    threshold: usize,
+    release_after: Duration,
+    next_sweep: Instant,
+    shared: [Option<Deflater>; WINDOWS],
+    own: HashMap<u32, Own>,
+    /// The compressed form of shared frames sent in this turn, per window, with
+    /// the frame it was made from (kept alive, so its address cannot be reused by
+    /// another frame while the entry exists). Cleared at the end of every turn.
+    cache: Vec<(Bytes, u8, Bytes)>,
+    /// Where a message is compressed before it is framed.
+    pub(crate) buf: Vec<u8>,
+}
+
+impl Compressors {
+    pub(crate) fn new(compression: &Compression) -> Option<Box<Compressors>> {
+        let settings = compression.settings()?;
+        Some(Box::new(Compressors {
+            level: settings.level,
+            threshold: settings.threshold,
+            release_after: settings.release_after,
+            next_sweep: Instant::now() + settings.release_after,
+            shared: Default::default(),
+            own: HashMap::new(),
+            cache: Vec::new(),
+            buf: Vec::new(),
+        }))
+    }
+
+    /// Whether a message of `len` bytes is to be compressed.
+    pub(crate) fn wants(&self, len: usize, compress: Compress) -> bool {
+        match compress {
+            Compress::Auto => len >= self.threshold,
+            Compress::Always => true,
+            Compress::Never => false,
+        }
+    }
+
+    /// The compressor for a message of `owner`: its own if its context is kept
+    /// (created now if it has none; reset first if `reset`), else the reactor's.
+    fn deflater(&mut self, owner: Owner, direction: Direction, reset: bool) -> &mut Deflater {
+        if !direction.context_takeover {
+            let level = self.level;
+            return self.shared[window_index(direction.window_bits)]
+                .get_or_insert_with(|| Deflater::new(direction, level));
+        }
+        let level = self.level;
+        let own = self.own.entry(owner.key).or_insert_with(|| Own {
+            generation: owner.generation,
+            deflater: Deflater::new(direction, level),
+            used: true,
+        });
+        if own.generation != owner.generation {
+            // A connection gone without `forget` (it cannot happen: `release` calls it).
+            *own = Own {
+                generation: owner.generation,
+                deflater: Deflater::new(direction, level),
+                used: true,
+            };
+        } else if reset {
+            own.deflater.reset();
+        }
+        own.used = true;
+        &mut own.deflater
+    }
+
+    /// Compresses one message of `owner` into `out`. `false` if it failed (then
+    /// it is sent uncompressed).
+    pub(crate) fn compress(
+        &mut self,
+        owner: Owner,
+        params: PerMessageDeflate,
+        reset: bool,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let direction = params.compressor(Role::Server);
+        self.deflater(owner, direction, reset)
+            .compress(payload, out)
+    }
+
+    /// The compressed form of a shared, encoded frame (a broadcast, a publish, a
+    /// send from another thread) for a connection with `params`: compressed once
+    /// per window size and turn, without context. `None` when the frame is not a
+    /// whole uncompressed data message at least as long as the threshold.
+    pub(crate) fn shared_frame(
+        &mut self,
+        params: PerMessageDeflate,
+        frame: &Bytes,
+    ) -> Option<Bytes> {
+        let bits = params.compressor(Role::Server).window_bits;
+        if let Some((_, _, compressed)) = self.cache.iter().find(|(source, b, _)| {
+            *b == bits && source.as_ptr() == frame.as_ptr() && source.len() == frame.len()
+        }) {
+            return Some(compressed.clone());
+        }
+        // Frames from this crate's `encode` (or a caller's own): server frames,
+        // read as a client reads them.
+        let (header, header_len) = FrameHeader::parse(frame, Role::Client, 0).ok()??;
+        let text = match header.opcode {
+            OpCode::Text => true,
+            OpCode::Binary => false,
+            _ => return None,
+        };
+        let payload = frame.get(header_len..)?;
+        if !header.fin
+            || payload.len() as u64 != header.payload_len
+            || payload.len() < self.threshold
+        {
+            return None;
+        }
+        let direction = Direction {
+            window_bits: bits,
+            context_takeover: false,
+        };
+        let level = self.level;
+        let deflater =
+            self.shared[window_index(bits)].get_or_insert_with(|| Deflater::new(direction, level));
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let compressed = deflater.compress(payload, &mut buf).then(|| {
+            let opcode = if text { OpCode::Text } else { OpCode::Binary };
+            let mut header = FrameHeader::outgoing(opcode, true, buf.len(), None);
+            header.rsv = RSV1;
+            let encoded = header.encode();
+            let mut out = BytesMut::with_capacity(encoded.as_bytes().len() + buf.len());
+            out.put_slice(encoded.as_bytes());
+            out.put_slice(&buf);
+            out.freeze()
+        });
+        self.restore(buf);
+        let compressed = compressed?;
+        self.cache.push((frame.clone(), bits, compressed.clone()));
+        Some(compressed)
+    }
+
+    /// Puts the compress buffer back, shrunk if a large message grew it.
+    pub(crate) fn restore(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() > KEEP_BUFFER {
+            buf.clear();
+            buf.shrink_to(KEEP_BUFFER);
+        }
+        self.buf = buf;
+    }
+
+    /// Drops the connection's own compressor.
+    pub(crate) fn forget(&mut self, owner: Owner) {
+        if self
+            .own
+            .get(&owner.key)
+            .is_some_and(|o| o.generation == owner.generation)
+        {
+            self.own.remove(&owner.key);
+        }
+    }
+
+    /// The end of a loop turn: the shared frames' compressed forms are let go.
+    pub(crate) fn end_turn(&mut self) {
+        self.cache.clear();
+    }
+
+    /// Releases the compressors unused since the last sweep, once per
+    /// `release_after`.
+    pub(crate) fn sweep(&mut self, now: Instant) {
+        if now >= self.next_sweep {
+            self.next_sweep = now + self.release_after;
+            self.own.retain(|_, own| std::mem::take(&mut own.used));
+            if self.own.capacity() > 2 * self.own.len() + 16 {
+                self.own.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Connections holding a compressor of their own.
+    pub(crate) fn own_count(&self) -> u64 {
+        self.own.len() as u64
+    }
+}
+
+/// The read path's decompressors.
+pub(crate) struct Inflaters {
+    shared: [Option<Inflater>; WINDOWS],
+    own: HashMap<u32, (u32, Inflater)>,
+    /// Where messages are inflated.
+    out: Vec<u8>,
+}
+
+impl Inflaters {
+    pub(crate) fn new(compression: &Compression) -> Option<Box<Inflaters>> {
+        compression.settings()?;
+        Some(Box::new(Inflaters {
+            shared: Default::default(),
+            own: HashMap::new(),
+            out: Vec::new(),
+        }))
+    }
+
+    /// Inflates a message of connection (`key`, `generation`).
+    pub(crate) fn inflate(
+        &mut self,
+        key: usize,
+        generation: u32,
+        params: PerMessageDeflate,
+        message: Compressed<'_>,
+        max: usize,
+    ) -> Result<Message<'_>, InflateError> {
+        let direction = params.decompressor(Role::Server);
+        let inflater = if direction.context_takeover {
+            let entry = self
+                .own
+                .entry(key as u32)
+                .or_insert_with(|| (generation, Inflater::new(direction)));
+            if entry.0 != generation {
+                *entry = (generation, Inflater::new(direction));
+            }
+            &mut entry.1
+        } else {
+            self.shared[window_index(direction.window_bits)]
+                .get_or_insert_with(|| Inflater::new(direction))
+        };
+        inflater.inflate(message.payload, message.text, max, &mut self.out)
+    }
+
+    /// After a message: a buffer a large one grew is let go.
+    pub(crate) fn trim(&mut self) {
+        if self.out.capacity() > KEEP_BUFFER {
+            self.out = Vec::new();
+        }
+    }
+
+    /// Drops the connection's own decompressor.
+    pub(crate) fn forget(&mut self, key: usize, generation: u32) {
+        if self
+            .own
+            .get(&(key as u32))
+            .is_some_and(|o| o.0 == generation)
+        {
+            self.own.remove(&(key as u32));
+        }
+    }
+}

@@ -7,15 +7,22 @@
 //! | byte | meaning |
 //! |------|---------|
 //! | 0, 1 | `max_frame_size`, `max_message_size`: an index into [`SIZES`] (low 4 bits) |
-//! | 2    | `allowed_rsv` (low 3 bits) |
+//! | 2    | `allowed_rsv` (low 3 bits); bit 3: permessage-deflate negotiated (without context takeover) |
 //! | 3–6  | read sizes, used in turn; 0 reads all the rest |
 //! | 7, 8 | sends: the high nibble picks one (see [`send`]), the low nibble the read it goes before (past the last read: after it) |
+//!
+//! With permessage-deflate, RSV1 is legal on the first frame of a data message only, and a
+//! compressed message is reported as such (its text is checked once inflated). The driver
+//! inflates it as the reactor does and checks the result: within the limit, valid UTF-8 for
+//! text, and the same bytes as miniz_oxide's inflate (another implementation) whenever both
+//! accept the stream.
 //!
 //! The driver follows the buffer contract exactly as the reactor does
 //! (`src/reactor/read.rs`): after an event it drops `consumed` bytes; on `NeedMore` it keeps
 //! only `buf[keep]`, copied into a fresh buffer so that nothing outside `keep` survives.
 
-use wsreactor::proto::frame::OpCode;
+use wsreactor::proto::deflate::{Inflater, PerMessageDeflate};
+use wsreactor::proto::frame::{OpCode, Role};
 use wsreactor::proto::{CloseCode, Connection, Decoded, Event, Limits, Message, SendError};
 
 use crate::reference::{self, is_sendable_code, is_utf8_prefix, parse_header, unmask};
@@ -44,6 +51,22 @@ pub const SIZES: [usize; 16] = [
     usize::MAX,
 ];
 
+/// Configuration byte 2: permessage-deflate negotiated.
+const DEFLATE: u8 = 8;
+
+/// The most a compressed message may inflate to here, whatever the message limit, so
+/// that a bomb costs the fuzzer no more than this.
+const MAX_INFLATE: usize = 1 << 20;
+
+/// Both directions without context: one inflater serves every message, as the reactor's
+/// shared one does.
+const NO_CONTEXT: PerMessageDeflate = PerMessageDeflate {
+    server_no_context_takeover: true,
+    client_no_context_takeover: true,
+    server_max_window_bits: 15,
+    client_max_window_bits: 15,
+};
+
 /// The largest close reason, so that a close frame stays a control frame.
 const MAX_REASON_LEN: usize = 123;
 
@@ -64,6 +87,8 @@ pub enum Ev {
     Pong(Vec<u8>),
     Close(Option<(u16, String)>),
     Error(u16),
+    /// A compressed message: text or not, and its deflate payload.
+    Compressed(bool, Vec<u8>),
 }
 
 /// A frame the connection must have written: opcode, fin and payload; a close frame that
@@ -85,21 +110,29 @@ fn run(data: &[u8], client: bool) {
     limits.allowed_rsv = config[2] & 7;
     let reads = [config[3], config[4], config[5], config[6]];
     let sends = [config[7], config[8]];
-    let conn = if client {
+    let mut conn = if client {
         let mut seed = [0u8; 8];
         seed.copy_from_slice(&config[1..]);
         Connection::client(u64::from_le_bytes(seed))
     } else {
         Connection::server()
     };
+    let deflate = config[2] & DEFLATE != 0;
+    if deflate {
+        conn.set_deflate(Some(NO_CONTEXT));
+    }
+    let role = if client { Role::Client } else { Role::Server };
     let mut driver = Driver {
         conn,
         limits,
         input: Vec::new(),
         out: Vec::new(),
+        inflater: deflate.then(|| Inflater::new(NO_CONTEXT.decompressor(role))),
+        inflated: Vec::new(),
     };
     let mut model = Model {
         client,
+        deflate,
         limits,
         raw: Vec::new(),
         message: None,
@@ -175,9 +208,45 @@ struct Driver {
     input: Vec<u8>,
     /// Everything the connection wrote.
     out: Vec<u8>,
+    inflater: Option<Inflater>,
+    inflated: Vec<u8>,
 }
 
 impl Driver {
+    /// Inflates a compressed message as the reactor does, and checks the result.
+    fn inflate(&mut self, text: bool, payload: &[u8]) {
+        let Some(inflater) = self.inflater.as_mut() else {
+            panic!("a compressed message without deflate negotiated");
+        };
+        let limit = self.limits.max_message_size.min(MAX_INFLATE);
+        let ours = inflater
+            .inflate(payload, text, limit, &mut self.inflated)
+            .map(|m| m.as_bytes().to_vec());
+        assert!(
+            self.inflated.capacity() <= limit + 1 + 4096 + limit.max(4096),
+            "inflate buffer of {} for a limit of {limit}",
+            self.inflated.capacity()
+        );
+        let Ok(ours) = ours else {
+            return;
+        };
+        assert!(ours.len() <= limit);
+        if text {
+            assert!(std::str::from_utf8(&ours).is_ok());
+        }
+        let input = [payload, &[0, 0, 0xff, 0xff]].concat();
+        use miniz_oxide::inflate::{TINFLStatus, decompress_to_vec_with_limit};
+        let reference = match decompress_to_vec_with_limit(&input, limit + 1) {
+            Ok(bytes) => Some(bytes),
+            // A message ends with a sync flush, not the end of the stream: all its bytes
+            // are out when the input runs dry.
+            Err(e) if e.status == TINFLStatus::FailedCannotMakeProgress => Some(e.output),
+            Err(_) => None,
+        };
+        if let Some(reference) = reference {
+            assert_eq!(ours, reference, "inflated bytes differ from miniz_oxide's");
+        }
+    }
     /// One read: decodes until `NeedMore`, checking every output on the way.
     fn feed(&mut self, bytes: &[u8]) -> Vec<Ev> {
         self.input.extend_from_slice(bytes);
@@ -199,6 +268,9 @@ impl Driver {
                     );
                     assert!(consumed <= len, "consumed {consumed} of {len} bytes");
                     let ev = own(&event, &self.limits);
+                    if let Ev::Compressed(text, payload) = &ev {
+                        self.inflate(*text, payload);
+                    }
                     let ends = matches!(ev, Ev::Close(_) | Ev::Error(_));
                     assert_eq!(self.conn.is_closed(), ends, "closed after {ev:?}");
                     assert!(!(ends && self.conn.can_send()), "can send after {ev:?}");
@@ -251,6 +323,10 @@ fn own(event: &Event<'_>, limits: &Limits) -> Ev {
             assert!(is_sendable_code(f.code.0) && f.reason.len() <= MAX_REASON_LEN);
             (f.code.0, f.reason.to_string())
         })),
+        Event::Compressed(c) => {
+            assert!(c.payload.len() <= max_message);
+            Ev::Compressed(c.text, c.payload.to_vec())
+        }
         Event::Error(error) => {
             assert!(
                 matches!(error.code.0, 1002 | 1007 | 1008 | 1009),
@@ -266,11 +342,14 @@ fn own(event: &Event<'_>, limits: &Limits) -> Ev {
 /// and a frame is handled only once all of it has arrived.
 struct Model {
     client: bool,
+    /// permessage-deflate negotiated: RSV1 marks a compressed message.
+    deflate: bool,
     limits: Limits,
     /// Received bytes from the first frame not yet complete.
     raw: Vec<u8>,
-    /// The fragmented message in progress: whether it is text, and its payload so far.
-    message: Option<(bool, Vec<u8>)>,
+    /// The fragmented message in progress: whether it is text, whether it is
+    /// compressed, and its payload so far.
+    message: Option<(bool, bool, Vec<u8>)>,
     /// After a read: the payload the connection holds (the message so far and the part of
     /// the current data frame that has arrived), and the bytes of an incomplete header or
     /// control frame after it.
@@ -299,14 +378,20 @@ impl Model {
             self.limits.max_message_size.min(u32::MAX as usize) as u64,
         );
         loop {
-            let so_far = self.message.as_ref().map_or(&[][..], |(_, m)| &m[..]);
+            let so_far = self.message.as_ref().map_or(&[][..], |(_, _, m)| &m[..]);
             self.held = so_far.to_vec();
             self.tail = self.raw.len() - pos;
-            let h = match parse_header(&self.raw[pos..], !self.client, self.limits.allowed_rsv) {
+            let allowed = self.limits.allowed_rsv | if self.deflate { 4 } else { 0 };
+            let h = match parse_header(&self.raw[pos..], !self.client, allowed) {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
                 Err(_) => return self.fail(1002, events),
             };
+            // RSV1 under permessage-deflate: on the first frame of a data message only.
+            let rsv1 = self.deflate && h.rsv & 4 != 0;
+            if rsv1 && (h.opcode >= 8 || h.opcode == 0) {
+                return self.fail(1002, events);
+            }
             let start = pos + h.len;
             let arrived = &self.raw[start..];
             if h.opcode >= 8 {
@@ -359,18 +444,21 @@ impl Model {
             if continuation != self.message.is_some() {
                 return self.fail(1002, events);
             }
-            let text = self
+            let (text, compressed) = self
                 .message
                 .as_ref()
-                .map_or(h.opcode == 1, |(text, _)| *text);
+                .map_or((h.opcode == 1, rsv1), |(text, compressed, _)| {
+                    (*text, *compressed)
+                });
             if h.payload_len > max_frame || so_far.len() as u64 + h.payload_len > max_message {
                 return self.fail(1009, events);
             }
             let len = h.payload_len as usize;
             let mut payload = so_far.to_vec();
             payload.extend(unmask(&arrived[..len.min(arrived.len())], h.mask, 0));
-            // Text fails as soon as what has arrived cannot begin valid UTF-8.
-            if text && !is_utf8_prefix(&payload) {
+            // Text fails as soon as what has arrived cannot begin valid UTF-8 (compressed
+            // text once it is inflated).
+            if text && !compressed && !is_utf8_prefix(&payload) {
                 return self.fail(1007, events);
             }
             if arrived.len() < len {
@@ -380,11 +468,13 @@ impl Model {
             }
             pos = start + len;
             if !h.fin {
-                self.message = Some((text, payload));
+                self.message = Some((text, compressed, payload));
                 continue;
             }
             self.message = None;
-            if text {
+            if compressed {
+                events.push(Ev::Compressed(text, payload));
+            } else if text {
                 match String::from_utf8(payload) {
                     Ok(text) => events.push(Ev::Text(text)),
                     Err(_) => return self.fail(1007, events),

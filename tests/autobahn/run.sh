@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Autobahn TestSuite (wstest 0.8.2) against wsreactor, in both roles:
-#   server: `wstest -m fuzzingclient` drives examples/echo.rs;
+#   server: `wstest -m fuzzingclient` drives examples/echo.rs, once with
+#           `--deflate shared` and once with `--deflate dedicated` (at the same time);
 #   client: examples/autobahn_client.rs is driven by `wstest -m fuzzingserver`.
 # Then tests/autobahn/check.py reads both reports and fails on any shortfall
 # (wstest itself exits 0 even when every case fails).
@@ -291,37 +292,51 @@ EOF
 
 # --- the two roles ---------------------------------------------------------------------
 
-run_server_suite() {
-    local log=$OUT/echo.log port pid status
-    rm -rf "$OUT/server"
-    log "server: echo example on 127.0.0.1 (2 reactors), wstest -m fuzzingclient"
-    timeout 600 "$EXAMPLES/echo" --addr 127.0.0.1:0 --threads 2 \
+# Starts the echo example with `--deflate $1` and wstest -m fuzzingclient against it, in
+# the background; `finish_server_suite $1` waits for them. The two modes run at once:
+# wstest (Python 2, one core) is what takes the time, not the server.
+declare -A ECHO_PID WSTEST_PID SUITE_START SERVER_SECONDS
+start_server_suite() {
+    local mode=$1 log=$OUT/echo-$1.log port pid
+    rm -rf "$OUT/server-$mode"
+    log "server: echo example --deflate $mode on 127.0.0.1 (2 reactors), wstest -m fuzzingclient"
+    timeout 2400 "$EXAMPLES/echo" --addr 127.0.0.1:0 --threads 2 --deflate "$mode" \
         --max-message-size "$MAX_MESSAGE" >"$log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
+    ECHO_PID[$mode]=$pid
     wait_for_line "$log" "listening on" "$pid" 30 || {
         cat "$log" >&2
         die "the echo server did not start"
     }
     port=$(sed -n 's/^listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" | head -n1)
     [[ -n $port ]] || die "no port in the echo server's first line: $(head -n1 "$log")"
-    write_spec tests/autobahn/fuzzingclient.json "$OUT/fuzzingclient.json" "$port" "$OUT/server"
+    write_spec tests/autobahn/fuzzingclient.json "$OUT/fuzzingclient-$mode.json" "$port" \
+        "$OUT/server-$mode"
+    SUITE_START[$mode]=$SECONDS
+    timeout 2400 "$WSTEST" -m fuzzingclient -s "$OUT/fuzzingclient-$mode.json" \
+        >"$OUT/fuzzingclient-$mode.log" 2>&1 &
+    WSTEST_PID[$mode]=$!
+    PIDS+=("${WSTEST_PID[$mode]}")
+}
 
-    local start=$SECONDS
-    bounded 300 "$WSTEST" -m fuzzingclient -s "$OUT/fuzzingclient.json" \
-        >"$OUT/fuzzingclient.log" 2>&1 ||
-        die "wstest -m fuzzingclient failed or timed out: see $OUT/fuzzingclient.log"
-    SERVER_SECONDS=$((SECONDS - start))
-
+finish_server_suite() {
+    local mode=$1 pid status=0
+    pid=${WSTEST_PID[$mode]}
+    wait "$pid" || status=$?
+    forget "$pid"
+    ((status == 0)) ||
+        die "wstest -m fuzzingclient ($mode) failed or timed out: see $OUT/fuzzingclient-$mode.log"
+    SERVER_SECONDS[$mode]=$((SECONDS - SUITE_START[$mode]))
     # A clean stop is part of the result: graceful shutdown must not hang or crash
     # after 517 cases' worth of abuse.
     status=0
-    stop "$pid" 15 || status=$?
+    stop "${ECHO_PID[$mode]}" 15 || status=$?
     if ((status != 0)); then
-        cat "$log" >&2
-        die "the echo server did not stop cleanly on SIGTERM (status $status)"
+        cat "$OUT/echo-$mode.log" >&2
+        die "the echo server (--deflate $mode) did not stop cleanly on SIGTERM (status $status)"
     fi
-    log "server: $(grep -m1 '^stopped' "$log" || echo 'no stop line') (${SERVER_SECONDS}s)"
+    log "server --deflate $mode: $(grep -m1 '^stopped' "$OUT/echo-$mode.log" || echo 'no stop line') (${SERVER_SECONDS[$mode]}s)"
 }
 
 run_client_suite() {
@@ -342,7 +357,7 @@ run_client_suite() {
 
     local start=$SECONDS
     status=0
-    bounded 300 "$EXAMPLES/autobahn_client" --addr "127.0.0.1:$port" --agent "$AGENT" \
+    bounded 1800 "$EXAMPLES/autobahn_client" --addr "127.0.0.1:$port" --agent "$AGENT" \
         >"$OUT/autobahn_client.log" 2>&1 || status=$?
     CLIENT_SECONDS=$((SECONDS - start))
     stop "$pid" 15 || true
@@ -366,17 +381,30 @@ bounded 1200 cargo build --release --locked --example echo --example autobahn_cl
 mkdir -p "$OUT"
 # wstest's progress lines reach its log as they happen, not at exit.
 export PYTHONUNBUFFERED=1
-SERVER_SECONDS=0
 CLIENT_SECONDS=0
-[[ $ONLY == client ]] || run_server_suite
+MODES=(shared dedicated)
+if [[ $ONLY != client ]]; then
+    for mode in "${MODES[@]}"; do
+        start_server_suite "$mode"
+    done
+fi
 [[ $ONLY == server ]] || run_client_suite
+if [[ $ONLY != client ]]; then
+    for mode in "${MODES[@]}"; do
+        finish_server_suite "$mode"
+    done
+fi
 
 log "suites done: $((SECONDS - T0))s in all"
 runtime="$(timeout 60 "$WSTEST" --autobahnversion 2>/dev/null | paste -sd, - | sed 's/,/, /g')"
 runtime+=", $("${PY2_ENV[@]}" -V 2>&1)"
 check=(python3 tests/autobahn/check.py --agent "$AGENT" --wstest-version "$WSTEST_VERSION"
     --wstest-runtime "$runtime")
-[[ $ONLY == client ]] || check+=(--server "$OUT/server" --server-seconds "$SERVER_SECONDS")
+if [[ $ONLY != client ]]; then
+    check+=(--server "$OUT/server-shared" --server-seconds "${SERVER_SECONDS[shared]}")
+    check+=(--server-dedicated "$OUT/server-dedicated"
+        --server-dedicated-seconds "${SERVER_SECONDS[dedicated]}")
+fi
 [[ $ONLY == server ]] || check+=(--client "$OUT/client" --client-seconds "$CLIENT_SECONDS")
 if ((WRITE_DOCS)); then
     check+=(--write-docs docs/CONFORMANCE.md)

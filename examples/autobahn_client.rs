@@ -233,6 +233,12 @@ fn decode_all(
                     // The pong is in `out` already.
                     Event::Ping(_) | Event::Pong(_) => false,
                     Event::Close(_) | Event::Error(_) => true,
+                    // Never negotiated here: fail as for any reserved bit.
+                    Event::Compressed(_) => {
+                        let code = wsreactor::proto::CloseCode::PROTOCOL_ERROR;
+                        conn.fail_with(out, code, "permessage-deflate not negotiated");
+                        true
+                    }
                 };
                 input.start += consumed;
                 if finished {

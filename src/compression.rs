@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | [`Compression::Off`] (default) | none | 0 B | binary protocols, LAN, lowest CPU |
 //! | [`Compression::Shared`] | one per reactor and window, reset after every message | 0 B | large messages (≥ 1 KiB) of text |
-//! | [`Compression::Dedicated`] | one per connection, keeps its context, freed when the connection has been quiet | 0 B once quiet; about 250 KiB while sending (window 15) | streams of small, similar messages (JSON feeds) |
+//! | [`Compression::Dedicated`] | one per connection, keeps its context, freed when the connection has been quiet | 0 B once quiet; 380 KB while sending (window 15; 251 KB at window 9) | streams of small, similar messages (JSON feeds) |
 //!
 //! In both modes the server asks the client for `client_no_context_takeover` unless
 //! [`Deflate::client_context_takeover`] is set, so that one decompressor per
@@ -44,10 +44,12 @@ impl Compression {
         Compression::Shared(Deflate::default())
     }
 
-    /// [`Compression::Dedicated`] with the default settings.
+    /// [`Compression::Dedicated`] with the default settings, but a threshold of 64
+    /// bytes: with its context a compressor shrinks even 64-byte JSON messages to a
+    /// third (docs/BENCHMARKS.md, "Choosing the deflate crate").
     #[must_use]
     pub fn dedicated() -> Compression {
-        Compression::Dedicated(Deflate::default())
+        Compression::Dedicated(Deflate::default().with_threshold(64))
     }
 
     /// The settings, unless compression is off.
@@ -84,8 +86,10 @@ impl Compression {
 #[non_exhaustive]
 pub struct Deflate {
     /// zlib's level, 1 (fastest) to 9 (smallest). Default 1: on JSON-like messages
-    /// it gives most of level 6's ratio for about half the CPU (see
-    /// docs/BENCHMARKS.md), and a server's CPU is what it runs out of first.
+    /// with context it compresses 64-byte messages 13 times faster than level 2, to
+    /// 36% against 34%; without context, 1 KiB messages 2.5 times faster, to 48%
+    /// against 38% (docs/BENCHMARKS.md, "Choosing the deflate crate"). A server's
+    /// CPU is what it runs out of first.
     pub level: u32,
     /// The server's compression window in dedicated mode, 9–15 (shared mode always
     /// uses the largest window the client allows). Default 15 (32 KiB of history).
@@ -93,13 +97,14 @@ pub struct Deflate {
     /// Messages shorter than this are sent uncompressed by
     /// [`Socket::send`](crate::Socket::send) and by broadcasts; use
     /// [`Socket::send_with`](crate::Socket::send_with) to decide per message.
-    /// Default 128 bytes: below it a deflate frame is rarely smaller by enough to pay
-    /// for the CPU (see docs/BENCHMARKS.md).
+    /// Default 160 bytes: without context, level 1 saves 10% or more on JSON-like
+    /// messages from about 150 bytes, and nothing below 112 (docs/BENCHMARKS.md,
+    /// "Choosing the deflate crate"). [`Compression::dedicated`] sets 64.
     pub threshold: usize,
     /// Dedicated mode: a connection's compressor is released when it has sent no
     /// compressed message for this long (between one and two times it). Default
     /// 10 s: a feed that sends every second keeps its compressor; a connection that
-    /// went quiet gives back its 250 KiB.
+    /// went quiet gives back its 380 KB (window 15).
     pub release_after: Duration,
     /// Let clients keep their compression context between messages. Default
     /// `false`: the server answers `client_no_context_takeover`, so one
@@ -118,7 +123,7 @@ impl Default for Deflate {
         Deflate {
             level: 1,
             window_bits: MAX_WINDOW_BITS,
-            threshold: 128,
+            threshold: 160,
             release_after: Duration::from_secs(10),
             client_context_takeover: false,
             client_max_window_bits: MAX_WINDOW_BITS,

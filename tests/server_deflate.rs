@@ -209,7 +209,8 @@ fn a_deflate_bomb_is_closed_with_1009_at_once() {
 fn bad_compressed_input_closes_with_the_right_code() {
     let (server, _rx) = echo_server(Compression::shared());
     let addr = server.local_addr();
-    let cases: Vec<(&str, Box<dyn Fn(&mut DeflateClient)>, u16)> = vec![
+    type Send = Box<dyn Fn(&mut DeflateClient)>;
+    let cases: Vec<(&str, Send, u16)> = vec![
         (
             "corrupt deflate data",
             Box::new(|c| c.send_raw(OpCode::Binary, true, COMPRESSED, &[0xff, 0xff, 0xff])),

@@ -7,8 +7,18 @@ use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use mio::net::TcpStream;
+use wsreactor::proto::deflate::{ClientDeflate, Inflater, PerMessageDeflate};
+use wsreactor::proto::frame::Role;
 use wsreactor::proto::handshake::{self, EMPTY_HEADER};
 use wsreactor::proto::{CloseCode, Connection, Decoded, Event, Limits, Message};
+
+/// permessage-deflate on a client connection: what was agreed, and the decompressor
+/// (made on the first compressed message).
+struct Deflate {
+    agreed: PerMessageDeflate,
+    inflater: Option<Inflater>,
+    inflated: Vec<u8>,
+}
 
 /// Where a client connection is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +62,13 @@ pub struct Client {
     /// The code of the server's close frame, once one arrived (1005 when it carried
     /// none): what the soak's abusive clients check.
     pub close_code: Option<u16>,
+    /// Offer permessage-deflate in the upgrade.
+    pub offer_deflate: bool,
+    deflate: Option<Box<Deflate>>,
+    /// Messages received (the echo scenario checks each against what it sent).
+    pub received: u64,
+    /// Messages sent from the echo scenario's stream.
+    pub sent: u64,
 }
 
 impl Client {
@@ -74,6 +91,10 @@ impl Client {
             started: now,
             raw_pending: 0,
             close_code: None,
+            offer_deflate: false,
+            deflate: None,
+            received: 0,
+            sent: 0,
         }
     }
 
@@ -91,9 +112,20 @@ impl Client {
             self.phase = Phase::Open;
             return Ok(());
         }
-        handshake::write_request(&mut self.output, host, path, &self.key, &[], &[]);
+        let offer = ClientDeflate::default().offer();
+        let extra: &[(&str, &str)] = if self.offer_deflate {
+            &[("Sec-WebSocket-Extensions", &offer)]
+        } else {
+            &[]
+        };
+        handshake::write_request(&mut self.output, host, path, &self.key, &[], extra);
         self.phase = Phase::Handshaking;
         self.flush().map_err(|_| Failure::Reset)
+    }
+
+    /// Whether permessage-deflate was negotiated.
+    pub fn deflated(&self) -> bool {
+        self.deflate.is_some()
     }
 
     /// Writes `bytes`, queueing what the kernel does not take.
@@ -214,11 +246,27 @@ impl Client {
         let mut pos = 0;
         if self.phase == Phase::Handshaking {
             let mut headers = [EMPTY_HEADER; 32];
-            match handshake::parse_response(input, &mut headers, &self.key, &[]) {
+            let offer = ClientDeflate::default();
+            let offered = self.offer_deflate.then_some(&offer);
+            match handshake::parse_response_with_deflate(
+                input,
+                &mut headers,
+                &self.key,
+                &[],
+                offered,
+            ) {
                 Ok(None) => return Ok(()),
-                Ok(Some((_, consumed))) => {
+                Ok(Some((response, consumed))) => {
                     pos = consumed;
                     self.phase = Phase::Open;
+                    self.proto.set_deflate(response.deflate());
+                    self.deflate = response.deflate().map(|agreed| {
+                        Box::new(Deflate {
+                            agreed,
+                            inflater: None,
+                            inflated: Vec::new(),
+                        })
+                    });
                 }
                 Err(_) => return Err(Failure::Handshake),
             }
@@ -238,7 +286,38 @@ impl Client {
                     match event {
                         Event::Message(message) => {
                             // The message borrows `input`, not `self`.
+                            self.received += 1;
                             on_message(self, Received::Message(message));
+                        }
+                        Event::Compressed(compressed) => {
+                            let Some(mut deflate) = self.deflate.take() else {
+                                return Err(Failure::Protocol);
+                            };
+                            let Deflate {
+                                agreed,
+                                inflater,
+                                inflated,
+                            } = &mut *deflate;
+                            let inflater = inflater.get_or_insert_with(|| {
+                                Inflater::new(agreed.decompressor(Role::Client))
+                            });
+                            let max = limits.max_message_size;
+                            match inflater.inflate(
+                                compressed.payload,
+                                compressed.text,
+                                max,
+                                inflated,
+                            ) {
+                                Ok(message) => {
+                                    self.received += 1;
+                                    on_message(self, Received::Message(message));
+                                }
+                                Err(_) => {
+                                    self.phase = Phase::Closed;
+                                    return Err(Failure::Protocol);
+                                }
+                            }
+                            self.deflate = Some(deflate);
                         }
                         Event::Ping(_) | Event::Pong(_) => {}
                         Event::Close(frame) => {

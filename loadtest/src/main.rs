@@ -119,8 +119,13 @@ struct EchoArgs {
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
     /// Plain TCP, no WebSocket (for the raw echo ceiling).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "deflate")]
     raw: bool,
+    /// Offer permessage-deflate and send a JSON-like market-data stream (text of
+    /// about --payload bytes, 16 messages in turn), compressed where it was
+    /// negotiated; the server's compressed replies are inflated and checked.
+    #[arg(long)]
+    deflate: bool,
 }
 
 #[derive(Args, Clone)]
@@ -149,6 +154,9 @@ struct IdleArgs {
     /// Seconds to hold the connections after measuring.
     #[arg(long, default_value_t = 2.0)]
     duration: f64,
+    /// Offer permessage-deflate in every upgrade.
+    #[arg(long)]
+    deflate: bool,
 }
 
 #[derive(Args, Clone)]
@@ -305,6 +313,7 @@ fn spec(common: &Common, scenario: Scenario) -> Spec {
         duration: Duration::from_secs(10),
         warmup: Duration::from_secs(2),
         raw: false,
+        deflate: false,
         sources: common.sources,
         server_pid: common.server_pid,
         quiet: common.quiet,
@@ -323,6 +332,8 @@ fn dispatch(command: Command) -> Result<bool, String> {
             s.text = a.text && !a.binary;
             s.pipeline = a.pipeline.max(1);
             s.raw = a.raw;
+            s.deflate = a.deflate;
+            s.text |= a.deflate;
             s.duration = seconds(a.timing.duration)?;
             s.warmup = seconds(a.timing.warmup)?;
             (a.common, s)
@@ -340,6 +351,7 @@ fn dispatch(command: Command) -> Result<bool, String> {
         Command::Idle(a) => {
             let mut s = spec(&a.common, Scenario::Idle);
             s.connections = a.connections;
+            s.deflate = a.deflate;
             s.duration = seconds(a.duration)?;
             s.warmup = Duration::ZERO;
             (a.common, s)

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
-use wsreactor::proto::frame::{FrameHeader, OpCode};
+use wsreactor::proto::deflate::{Deflater, Direction};
+use wsreactor::proto::frame::{FrameHeader, OpCode, RSV1};
 use wsreactor::proto::mask::apply_mask;
 use wsreactor::proto::{Limits, Message};
 
@@ -62,6 +63,8 @@ pub struct Plan {
     pub first_index: usize,
     pub sources: usize,
     pub raw: bool,
+    /// Offer permessage-deflate; echo: a JSON-like stream, compressed if negotiated.
+    pub deflate: bool,
     pub text: bool,
     pub payload: usize,
     pub pipeline: usize,
@@ -160,6 +163,9 @@ struct Worker {
     frame: Vec<u8>,
     /// The payload the server must echo back.
     expected: Vec<u8>,
+    /// With --deflate: the messages sent in turn, as (plain frame, compressed frame,
+    /// payload).
+    stream: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
     started: usize,
     connecting: usize,
     phase: u8,
@@ -197,6 +203,11 @@ pub fn run(plan: Plan, control: Arc<Control>) -> std::io::Result<Outcome> {
         poll,
         clients: Slab::new(),
         limits: Limits::new(64 << 20, 64 << 20),
+        stream: if plan.deflate {
+            market_data(plan.payload)
+        } else {
+            Vec::new()
+        },
         frame,
         expected,
         started: 0,
@@ -225,12 +236,60 @@ pub fn run(plan: Plan, control: Arc<Control>) -> std::io::Result<Outcome> {
     Ok(worker.outcome)
 }
 
+/// 16 JSON-like quotes of about `size` bytes each (a market-data feed: the same
+/// fields, other symbols and numbers), each as a plain frame and as a frame
+/// compressed without context (so it is valid in any order, on any connection that
+/// negotiated permessage-deflate without a client window below 15).
+fn market_data(size: usize) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    const SYMBOLS: [&str; 8] = [
+        "AAPL", "MSFT", "GOOG", "AMZN", "NVDA", "META", "TSLA", "AVGO",
+    ];
+    let context_free = Direction {
+        window_bits: 15,
+        context_takeover: false,
+    };
+    (0..16u64)
+        .map(|i| {
+            let mut text = String::new();
+            let mut n = 0u64;
+            while text.len() < size.max(1) {
+                n += 1;
+                let x = i * 7919 + n * 104_729;
+                text.push_str(&format!(
+                    r#"{{"type":"quote","symbol":"{}","bid":{}.{:02},"ask":{}.{:02},"size":{},"seq":{}}},"#,
+                    SYMBOLS[(x % 8) as usize],
+                    100 + x % 400,
+                    x % 100,
+                    101 + x % 400,
+                    (x / 7) % 100,
+                    x % 5000,
+                    x
+                ));
+            }
+            text.truncate(size.max(1));
+            let payload = text.into_bytes();
+            let mut compressed = Vec::new();
+            Deflater::new(context_free, 1).compress(&payload, &mut compressed);
+            (
+                masked_frame(&payload, true),
+                masked_frame_rsv(&compressed, true, RSV1),
+                payload,
+            )
+        })
+        .collect()
+}
+
 /// A client frame with a fixed mask, ready to send again and again.
 fn masked_frame(payload: &[u8], text: bool) -> Vec<u8> {
+    masked_frame_rsv(payload, text, 0)
+}
+
+/// [`masked_frame`] with the RSV bits `rsv`.
+fn masked_frame_rsv(payload: &[u8], text: bool, rsv: u8) -> Vec<u8> {
     let key = [0x12, 0x34, 0x56, 0x78];
     let header = FrameHeader {
         fin: true,
-        rsv: 0,
+        rsv,
         opcode: if text { OpCode::Text } else { OpCode::Binary },
         mask: Some(key),
         payload_len: payload.len() as u64,
@@ -366,6 +425,7 @@ impl Worker {
             let entry = self.clients.vacant_entry();
             let key = entry.key();
             let mut client = Client::new(stream, index as u64 + 1, Instant::now());
+            client.offer_deflate = self.plan.deflate;
             let interest = Interest::READABLE | Interest::WRITABLE;
             if self
                 .poll
@@ -424,6 +484,7 @@ impl Worker {
         let raw_payload = self.plan.raw.then_some(self.plan.payload);
         arrivals.clear();
         let expected = &self.expected;
+        let stream = &self.stream;
         let scenario = self.plan.scenario;
         let base = self.plan.base;
         let result = client.receive(scratch, &self.limits, raw_payload, |client, received| {
@@ -441,7 +502,11 @@ impl Worker {
                     arrivals.push((now, latency, true));
                 }
                 _ => {
-                    let ok = raw_payload.is_some() || message.as_bytes() == &expected[..];
+                    let expected = match stream.len() {
+                        0 => &expected[..],
+                        n => &stream[(client.received as usize + n - 1) % n].2[..],
+                    };
+                    let ok = raw_payload.is_some() || message.as_bytes() == expected;
                     let latency = client
                         .inflight
                         .pop_front()
@@ -553,7 +618,16 @@ impl Worker {
             client.inflight.push_back(now);
         }
         self.outcome.sent += count as u64;
-        let result = if count == 1 {
+        let result = if !self.stream.is_empty() {
+            self.batch.clear();
+            for _ in 0..count {
+                let (plain, compressed, _) = &self.stream[client.sent as usize % self.stream.len()];
+                client.sent += 1;
+                let frame = if client.deflated() { compressed } else { plain };
+                self.batch.extend_from_slice(frame);
+            }
+            client.send(&self.batch)
+        } else if count == 1 {
             client.send(&self.frame)
         } else {
             self.batch.clear();

@@ -257,7 +257,7 @@ def write_docs(path, reports, graded, args):
                "informational whatever the peer does). UNIMPLEMENTED (the extension not "
                "negotiated), NON-STRICT and FAILED fail. A case counts under the worse of "
                "its two grades. The echo server sends its replies through the default send, "
-               "so replies over the threshold (128 bytes) go out compressed: the 12.* and "
+               "so replies over the threshold (160 bytes shared, 64 dedicated) go out compressed: the 12.* and "
                "13.* cases check the server's compressor as well as its decompressor.\n")
     for role in TITLES:
         if role not in reports:

@@ -15,6 +15,8 @@ pub enum Ev {
     Pong(Vec<u8>),
     Close(Option<(u16, String)>),
     Error(u16),
+    /// A compressed message: text or not, and its deflate payload.
+    Compressed(bool, Vec<u8>),
 }
 
 impl Ev {
@@ -26,6 +28,7 @@ impl Ev {
             Event::Pong(p) => Ev::Pong(p.to_vec()),
             Event::Close(f) => Ev::Close(f.map(|f| (f.code.0, f.reason.to_string()))),
             Event::Error(e) => Ev::Error(e.code.0),
+            Event::Compressed(c) => Ev::Compressed(c.text, c.payload.to_vec()),
         }
     }
 }

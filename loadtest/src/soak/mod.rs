@@ -201,6 +201,7 @@ pub fn execute(spec: &Spec) -> Result<SoakReport, String> {
         first_index: 0,
         sources: 1,
         raw: false,
+        deflate: false,
         text: false,
         payload: spec.echo_payload,
         pipeline: 1,

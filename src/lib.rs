@@ -48,6 +48,7 @@
 #![warn(missing_docs)]
 
 pub mod buf;
+pub mod client;
 pub mod compression;
 pub mod config;
 pub mod error;

@@ -1,0 +1,206 @@
+//! `wsreactor::client` against wsreactor's server: messages of every size both ways,
+//! pings and pongs both ways, subprotocols and headers, and senders on many threads
+//! whose frames never interleave.
+
+#[path = "util/server.rs"]
+mod server;
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use server::{Echo, start, test_config};
+use wsreactor::client::{self, ClientBuilder, Incoming};
+use wsreactor::{Handler, Message, Request, Socket, Upgrade};
+
+fn url(server: &wsreactor::ServerHandle) -> String {
+    format!("ws://{}/", server.local_addr())
+}
+
+#[test]
+fn text_and_binary_of_every_size_come_back_exactly() {
+    let server = start(test_config(), Echo);
+    let mut client = client::connect(url(&server)).expect("connects");
+    for size in [
+        0,
+        1,
+        125,
+        126,
+        127,
+        65_535,
+        65_536,
+        100_000,
+        1 << 20,
+        16 << 20,
+    ] {
+        let binary: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
+        client.send(Message::Binary(&binary)).unwrap();
+        assert_eq!(
+            client.recv().unwrap(),
+            Incoming::Message(Message::Binary(&binary)),
+            "binary of {size} bytes"
+        );
+        let text: String = "aé€𝄞"
+            .chars()
+            .cycle()
+            .scan(0, |n, c| {
+                *n += c.len_utf8();
+                (*n <= size).then_some(c)
+            })
+            .collect();
+        client.send(Message::Text(&text)).unwrap();
+        assert_eq!(
+            client.recv().unwrap(),
+            Incoming::Message(Message::Text(&text)),
+            "text of about {size} bytes"
+        );
+    }
+    let stats = server.stats();
+    assert!(stats.messages_in >= 20, "{stats:?}");
+}
+
+#[test]
+fn a_ping_gets_a_pong_with_its_payload() {
+    let server = start(test_config(), Echo);
+    let mut client = client::connect(url(&server)).unwrap();
+    client.ping(b"hello?").unwrap();
+    assert_eq!(client.recv().unwrap(), Incoming::Pong(b"hello?"));
+    assert!(matches!(
+        client.ping(&[0; 126]),
+        Err(client::Error::Send(client::SendError::ControlTooLong))
+    ));
+}
+
+/// Pings every client on open, and tells it what pong came back.
+#[derive(Clone)]
+struct PingOnOpen;
+
+impl Handler for PingOnOpen {
+    type Session = ();
+    fn on_open(&mut self, ws: &mut Socket<'_, ()>) {
+        ws.ping(b"are you there");
+    }
+    fn on_pong(&mut self, ws: &mut Socket<'_, ()>, payload: &[u8]) {
+        let text = format!("pong: {}", String::from_utf8_lossy(payload));
+        ws.send_text(&text);
+    }
+}
+
+#[test]
+fn the_servers_ping_is_answered_by_recv() {
+    let server = start(test_config(), PingOnOpen);
+    let mut client = client::connect(url(&server)).unwrap();
+    assert_eq!(client.recv().unwrap(), Incoming::Ping(b"are you there"));
+    assert_eq!(
+        client.recv().unwrap(),
+        Incoming::Message(Message::Text("pong: are you there"))
+    );
+}
+
+/// Accepts the second subprotocol offered and sends back what it saw of the request.
+#[derive(Clone)]
+struct ShowRequest {
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Handler for ShowRequest {
+    type Session = ();
+    fn on_upgrade<'r>(&mut self, request: &Request<'_, 'r>) -> Upgrade<'r, ()> {
+        let mut seen = self.seen.lock().unwrap();
+        seen.push(format!("path {}", request.http().target()));
+        seen.push(format!("origin {:?}", request.origin()));
+        seen.push(format!(
+            "x-token {:?}",
+            request.header("x-token").map(String::from_utf8_lossy)
+        ));
+        let offered: Vec<&str> = request.subprotocols().collect();
+        seen.push(format!("offered {offered:?}"));
+        Upgrade::Accept {
+            session: (),
+            protocol: offered.get(1).copied(),
+        }
+    }
+}
+
+#[test]
+fn subprotocols_origin_and_headers_reach_the_server() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let server = start(
+        test_config(),
+        ShowRequest {
+            seen: Arc::clone(&seen),
+        },
+    );
+    let client = ClientBuilder::new(format!("ws://{}/room?id=7", server.local_addr()))
+        .protocol("chat.v2")
+        .protocol("chat.v1")
+        .origin("http://example.test")
+        .header("X-Token", "abc 123")
+        .connect()
+        .expect("connects");
+    assert_eq!(client.protocol(), Some("chat.v1"));
+    assert_eq!(
+        client.response_header("sec-websocket-protocol"),
+        Some(&b"chat.v1"[..])
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "path /room?id=7",
+            "origin Some(\"http://example.test\")",
+            "x-token Some(\"abc 123\")",
+            "offered [\"chat.v2\", \"chat.v1\"]",
+        ]
+    );
+}
+
+/// Four threads send messages of mixed sizes at once through clones of one
+/// `Sender` while the client's thread receives the echoes: any two frames
+/// interleaved would be a protocol error at the server (and the connection would
+/// close), and each thread's messages must come back whole and in its order.
+#[test]
+fn senders_on_many_threads_never_interleave_frames() {
+    const THREADS: usize = 4;
+    const MESSAGES: usize = 60;
+    let server = start(test_config(), Echo);
+    let mut client = ClientBuilder::new(url(&server))
+        .read_timeout(Some(Duration::from_secs(20)))
+        .connect()
+        .unwrap();
+    let payload = |thread: usize, i: usize| -> Vec<u8> {
+        // Sizes from a few bytes to 300 KB, so some writes take many syscalls.
+        let size = 8 + (i * 7919 + thread * 104_729) % 300_000;
+        let mut bytes = vec![(thread * MESSAGES + i) as u8; size];
+        bytes[..8].copy_from_slice(&((thread << 32 | i) as u64).to_be_bytes());
+        bytes
+    };
+    let senders: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let sender = client.sender();
+            thread::spawn(move || {
+                for i in 0..MESSAGES {
+                    sender.send(Message::Binary(&payload(t, i))).expect("send");
+                }
+            })
+        })
+        .collect();
+    let mut next = [0usize; THREADS];
+    for _ in 0..THREADS * MESSAGES {
+        let Incoming::Message(Message::Binary(bytes)) = client.recv().expect("recv") else {
+            panic!("expected a binary echo");
+        };
+        let tag = u64::from_be_bytes(bytes[..8].try_into().unwrap());
+        let (t, i) = ((tag >> 32) as usize, (tag & 0xffff_ffff) as usize);
+        assert_eq!(i, next[t], "thread {t}'s messages out of order");
+        assert!(
+            bytes == payload(t, i),
+            "message {i} of thread {t} corrupted"
+        );
+        next[t] += 1;
+    }
+    for s in senders {
+        s.join().unwrap();
+    }
+    let stats = server.stats();
+    assert_eq!((stats.open, stats.closed()), (1, 0), "{stats:?}");
+}

@@ -204,3 +204,47 @@ fn senders_on_many_threads_never_interleave_frames() {
     let stats = server.stats();
     assert_eq!((stats.open, stats.closed()), (1, 0), "{stats:?}");
 }
+
+/// Pings the client for every message it receives, and reports each pong.
+#[derive(Clone)]
+struct PingBack;
+
+impl Handler for PingBack {
+    type Session = ();
+    fn on_message(&mut self, ws: &mut Socket<'_, ()>, _: Message<'_>) {
+        ws.ping(b"p");
+    }
+    fn on_pong(&mut self, ws: &mut Socket<'_, ()>, _: &[u8]) {
+        ws.send_text("pong seen");
+    }
+}
+
+/// The reader answers pings while another thread is in the middle of long sends:
+/// a pong queued while the sender holds the socket goes out with the sender's
+/// bytes, and none is left behind when the sends stop.
+#[test]
+fn pings_are_answered_while_another_thread_sends() {
+    const MESSAGES: usize = 40;
+    let server = start(test_config(), PingBack);
+    let mut client = ClientBuilder::new(url(&server))
+        .read_timeout(Some(Duration::from_secs(10)))
+        .connect()
+        .unwrap();
+    let sender = client.sender();
+    let sending = thread::spawn(move || {
+        let big = vec![1u8; 256 * 1024];
+        for _ in 0..MESSAGES {
+            sender.send(Message::Binary(&big)).unwrap();
+        }
+    });
+    let (mut pings, mut pongs_seen) = (0, 0);
+    while pongs_seen < MESSAGES {
+        match client.recv().expect("every ping's pong reaches the server") {
+            Incoming::Ping(b"p") => pings += 1,
+            Incoming::Message(Message::Text("pong seen")) => pongs_seen += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    sending.join().unwrap();
+    assert_eq!(pings, MESSAGES);
+}

@@ -7,9 +7,9 @@ mod server;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use server::{Client, Register, connect, start, test_config, wait_until};
-use tungstenite::Message as T;
-use wsreactor::{ConnId, Message};
+use server::{Register, start, test_config, wait_until, ws_client};
+use wsreactor::client::{Client, Incoming};
+use wsreactor::{CloseCode, ConnId, Message};
 
 /// Reports each connection's id as it opens.
 fn setup() -> (wsreactor::ServerHandle, mpsc::Receiver<ConnId>) {
@@ -18,14 +18,14 @@ fn setup() -> (wsreactor::ServerHandle, mpsc::Receiver<ConnId>) {
 }
 
 fn open(server: &wsreactor::ServerHandle, ids: &mpsc::Receiver<ConnId>) -> (Client, ConnId) {
-    let client = connect(server.local_addr(), "/");
+    let client = ws_client(server.local_addr(), "/");
     let id = ids.recv_timeout(Duration::from_secs(5)).unwrap();
     (client, id)
 }
 
 fn next_text(client: &mut Client) -> String {
-    match client.read().unwrap() {
-        T::Text(t) => t.as_str().to_owned(),
+    match client.recv().unwrap() {
+        Incoming::Message(Message::Text(t)) => t.to_owned(),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -47,8 +47,11 @@ fn sends_reach_exactly_their_connections() {
     sender.broadcast_except(Message::Text("not a"), id_a);
     sender.send(id_a, Message::Binary(b"to a"));
 
-    assert_eq!(a.read().unwrap(), T::text("to all"));
-    assert_eq!(a.read().unwrap(), T::binary(b"to a".to_vec()));
+    assert_eq!(next_text(&mut a), "to all");
+    assert_eq!(
+        a.recv().unwrap(),
+        Incoming::Message(Message::Binary(b"to a"))
+    );
     assert_eq!(next_text(&mut b), "to b");
     assert_eq!(next_text(&mut b), "to all");
     assert_eq!(next_text(&mut b), "not a");
@@ -61,8 +64,8 @@ fn a_stale_id_reaches_nobody_even_when_its_slot_is_reused() {
     let (server, ids) = setup();
     let (_a, _) = open(&server, &ids);
     let (mut b, id_b) = open(&server, &ids);
-    b.close(None).unwrap();
-    while b.read().is_ok() {}
+    b.close(CloseCode::NORMAL, "").unwrap();
+    assert!(matches!(b.recv().unwrap(), Incoming::Close(_)));
     wait_until(Duration::from_secs(5), || server.stats().open == 1);
     // The slab hands B's slot to the next connection.
     let (mut d, id_d) = open(&server, &ids);
@@ -79,17 +82,14 @@ fn a_stale_id_reaches_nobody_even_when_its_slot_is_reused() {
 fn a_server_side_close_from_another_thread_closes_with_its_code() {
     let (server, ids) = setup();
     let (mut a, id_a) = open(&server, &ids);
-    server
-        .sender()
-        .close(id_a, wsreactor::CloseCode(4000), "bye");
-    match a.read().unwrap() {
-        T::Close(Some(frame)) => {
-            assert_eq!(u16::from(frame.code), 4000);
-            assert_eq!(frame.reason.as_str(), "bye");
+    server.sender().close(id_a, CloseCode(4000), "bye");
+    match a.recv().unwrap() {
+        Incoming::Close(Some(frame)) => {
+            assert_eq!(frame.code, CloseCode(4000));
+            assert_eq!(frame.reason, "bye");
         }
         other => panic!("unexpected {other:?}"),
     }
-    while a.read().is_ok() {}
     wait_until(Duration::from_secs(5), || {
         server.stats().closed_with(4000) == 1
     });

@@ -1,18 +1,21 @@
-//! Echo through a real server: text and binary from 0 B to 16 MiB, fragmented
-//! messages, ping and pong, with tungstenite's client as the peer.
+//! Echo through a real server: text and binary from 0 B to 16 MiB, ping and pong, the
+//! close handshake, with `wsreactor::client` as the peer; fragmented messages with
+//! tungstenite's client (ours sends every message as one frame).
 
 #[path = "util/server.rs"]
 mod server;
 
-use server::{Echo, connect, start, test_config};
+use server::{Echo, connect, start, test_config, ws_client};
 use tungstenite::Message as T;
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
+use wsreactor::client::{Error, Incoming};
+use wsreactor::{CloseCode, Message};
 
 #[test]
 fn text_and_binary_of_every_size_come_back_exactly() {
     let server = start(test_config(), Echo);
-    let mut ws = connect(server.local_addr(), "/");
+    let mut ws = ws_client(server.local_addr(), "/");
     let sizes = [
         0,
         1,
@@ -27,10 +30,10 @@ fn text_and_binary_of_every_size_come_back_exactly() {
     ];
     for &size in &sizes {
         let binary: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
-        ws.send(T::binary(binary.clone())).unwrap();
+        ws.send(Message::Binary(&binary)).unwrap();
         assert_eq!(
-            ws.read().unwrap(),
-            T::binary(binary),
+            ws.recv().unwrap(),
+            Incoming::Message(Message::Binary(&binary)),
             "binary of {size} bytes"
         );
         let text: String = "aé€𝄞"
@@ -41,14 +44,13 @@ fn text_and_binary_of_every_size_come_back_exactly() {
                 (*n <= size).then_some(c)
             })
             .collect();
-        ws.send(T::text(text.clone())).unwrap();
+        ws.send(Message::Text(&text)).unwrap();
         assert_eq!(
-            ws.read().unwrap(),
-            T::text(text),
+            ws.recv().unwrap(),
+            Incoming::Message(Message::Text(&text)),
             "text of about {size} bytes"
         );
     }
-    ws.close(None).unwrap();
     let stats = server.stats();
     assert!(stats.messages_in >= 2 * sizes.len() as u64);
 }
@@ -79,30 +81,22 @@ fn fragmented_messages_are_reassembled() {
 #[test]
 fn a_ping_gets_a_pong_with_its_payload() {
     let server = start(test_config(), Echo);
-    let mut ws = connect(server.local_addr(), "/");
-    ws.send(T::Ping(b"hello?".to_vec().into())).unwrap();
-    assert_eq!(ws.read().unwrap(), T::Pong(b"hello?".to_vec().into()));
+    let mut ws = ws_client(server.local_addr(), "/");
+    ws.ping(b"hello?").unwrap();
+    assert_eq!(ws.recv().unwrap(), Incoming::Pong(b"hello?"));
 }
 
 #[test]
 fn a_client_close_is_answered_and_reported() {
     let server = start(test_config(), Echo);
-    let mut ws = connect(server.local_addr(), "/");
-    ws.close(Some(tungstenite::protocol::CloseFrame {
-        code: 1000.into(),
-        reason: "done".into(),
-    }))
-    .unwrap();
-    loop {
-        match ws.read() {
-            Ok(T::Close(Some(frame))) => {
-                assert_eq!(u16::from(frame.code), 1000);
-            }
-            Ok(other) => panic!("unexpected {other:?}"),
-            Err(tungstenite::Error::ConnectionClosed) => break,
-            Err(e) => panic!("close failed: {e}"),
-        }
+    let mut ws = ws_client(server.local_addr(), "/");
+    ws.close(CloseCode::NORMAL, "done").unwrap();
+    // recv returns the server's reply once the server has closed TCP.
+    match ws.recv().unwrap() {
+        Incoming::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::NORMAL),
+        other => panic!("unexpected {other:?}"),
     }
+    assert!(matches!(ws.recv(), Err(Error::Closed)));
     server::wait_until(std::time::Duration::from_secs(5), || {
         server.stats().closed_with(1000) == 1 && server.stats().open == 0
     });

@@ -6,9 +6,9 @@ mod server;
 
 use std::time::{Duration, Instant};
 
-use server::{Register, connect, start, test_config};
-use tungstenite::Message as T;
-use wsreactor::Message;
+use server::{Register, start, test_config, ws_client};
+use wsreactor::client::{Error, Incoming};
+use wsreactor::{CloseCode, Message};
 
 const CLIENTS: usize = 5;
 const MESSAGES: u32 = 300;
@@ -23,7 +23,7 @@ fn shutdown_delivers_everything_queued_then_1001_to_every_client() {
     let mut clients = Vec::new();
     let mut conn_ids = Vec::new();
     for _ in 0..CLIENTS {
-        clients.push(connect(addr, "/"));
+        clients.push(ws_client(addr, "/"));
         conn_ids.push(ids.recv_timeout(Duration::from_secs(5)).unwrap());
     }
     // 2.4 MiB for each client, more than the kernel buffers: much of it is still
@@ -43,24 +43,20 @@ fn shutdown_delivers_everything_queued_then_1001_to_every_client() {
     });
     for mut client in clients {
         for seq in 0..MESSAGES {
-            match client.read().unwrap() {
-                T::Binary(b) => {
+            match client.recv().unwrap() {
+                Incoming::Message(Message::Binary(b)) => {
                     assert_eq!(b.len(), SIZE);
                     assert_eq!(u32::from_be_bytes([b[0], b[1], b[2], b[3]]), seq);
                 }
                 other => panic!("message {seq}: unexpected {other:?}"),
             }
         }
-        match client.read().unwrap() {
-            T::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
+        // The client answers the close, and returns it once the server has closed TCP.
+        match client.recv().unwrap() {
+            Incoming::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::GOING_AWAY),
             other => panic!("unexpected {other:?}"),
         }
-        // tungstenite answers the close; the server then closes the TCP connection.
-        match client.read() {
-            Err(tungstenite::Error::ConnectionClosed) => {}
-            Err(e) => panic!("unclean end: {e}"),
-            Ok(other) => panic!("unexpected {other:?}"),
-        }
+        assert!(matches!(client.recv(), Err(Error::Closed)));
     }
     let server = stopper.join().unwrap();
     assert!(

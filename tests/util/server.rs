@@ -241,3 +241,11 @@ pub fn shutdown_within(
     });
     result.recv_timeout(timeout).ok()
 }
+
+/// A `wsreactor::client` connected to `addr` at `path`, with a 20 s read timeout.
+pub fn ws_client(addr: SocketAddr, path: &str) -> wsreactor::client::Client {
+    wsreactor::client::ClientBuilder::new(format!("ws://{addr}{path}"))
+        .read_timeout(Some(Duration::from_secs(20)))
+        .connect()
+        .expect("client connects")
+}

@@ -42,6 +42,8 @@
 //!   subscriber per loop turn, and reports what it reached ([`Published`]).
 //! - [`Config`] holds the limits, timeouts and backpressure policy, each default
 //!   documented with its reason.
+//! - [`client`] is a blocking client on the same core: `ws://`, and `wss://` with the
+//!   `tls` feature; a [`client::Sender`] sends from other threads while one receives.
 //! - [`proto`] is the sans-IO protocol core (handshake, frames, masking, messages,
 //!   close), usable on its own, in both roles: the load harness's client is built on it.
 #![deny(unsafe_code)]

@@ -15,7 +15,12 @@ fn the_client_example_sends_lines_prints_echoes_and_closes() {
     let server = start(test_config(), Echo);
     // The test binary is in target/PROFILE/deps; the examples in target/PROFILE/examples.
     let exe = std::env::current_exe().unwrap();
-    let example = exe.parent().unwrap().parent().unwrap().join("examples/client");
+    let example = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/client");
     let mut child = Command::new(&example)
         .arg(format!("ws://{}/", server.local_addr()))
         .stdin(Stdio::piped())

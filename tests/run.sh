@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 echo "== cargo test"
 cargo test --workspace --locked
 
+echo "== the client over wss:// (feature tls: rustls with ring)"
+cargo test --locked --features tls --test client_tls
+
 echo "== the chat example in headless Chromium (installs chromium and selenium if missing)"
 bash tests/browser/run.sh
 

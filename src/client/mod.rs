@@ -59,7 +59,7 @@
 //! - HTTP proxies (`CONNECT`) are not supported.
 //! - permessage-deflate is pending ([`ClientBuilder::deflate`]).
 //! - `wss://` needs the `tls` feature, and a root of trust given explicitly (no
-//!   system roots): [`ClientBuilder::root_certificates`], `ca_file`, `tls_config`, or
+//!   system roots): `ClientBuilder::root_certificates`, `ca_file`, `tls_config`, or
 //!   for tests `danger_accept_invalid_certs`.
 //! - Messages are sent whole, as one frame each.
 

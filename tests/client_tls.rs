@@ -9,6 +9,7 @@
 #[path = "util/server.rs"]
 mod server;
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -152,6 +153,78 @@ fn wss_echoes_messages_pings_and_the_close_handshake_trusting_a_ca_file() {
     );
     assert!(matches!(client.recv(), Err(Error::Closed)));
     server.join().unwrap();
+}
+
+/// rustls can decrypt more during the handshake's last read than that read takes:
+/// a 101 whose head ends inside a full 16 KiB record, with a whole message after it.
+/// The rest stays in rustls and must reach `recv` without waiting for the socket,
+/// where nothing more will come.
+#[test]
+fn bytes_decrypted_beyond_the_handshake_read_reach_recv() {
+    let ca = Ca::new();
+    let (cert, key) = ca.leaf(&["127.0.0.1"]);
+    let config = Arc::new(
+        ServerConfig::builder_with_provider(crypto_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut tls = StreamOwned::new(ServerConnection::new(config).unwrap(), tcp);
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tls.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap();
+        let accept = wsreactor::proto::handshake::accept_key(key.as_bytes());
+        let response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\nX-Padding: {}\r\n\r\n",
+            std::str::from_utf8(&accept).unwrap(),
+            "p".repeat(2000)
+        );
+        // Record 1: the first 1,000 bytes of the head. Record 2: exactly 16 KiB, the
+        // rest of the head and a binary message.
+        let (first, rest) = response.as_bytes().split_at(1000);
+        let payload_len = 16_384 - rest.len() - 4;
+        let mut second = rest.to_vec();
+        second.extend_from_slice(&[0x82, 126]);
+        second.extend_from_slice(&(payload_len as u16).to_be_bytes());
+        second.extend(std::iter::repeat_n(b'm', payload_len));
+        assert_eq!(second.len(), 16_384);
+        tls.write_all(first).unwrap();
+        tls.flush().unwrap();
+        thread::sleep(Duration::from_millis(50));
+        tls.write_all(&second).unwrap();
+        tls.flush().unwrap();
+        // Wait for the client to be done, sending nothing more.
+        let _ = tls.read(&mut byte);
+        payload_len
+    });
+    let mut client = ClientBuilder::new(format!("wss://{addr}/"))
+        .root_certificates(ca.roots())
+        .read_timeout(Some(Duration::from_secs(3)))
+        .connect()
+        .unwrap();
+    let received = match client.recv() {
+        Ok(Incoming::Message(Message::Binary(bytes))) => Ok(bytes.len()),
+        other => Err(format!("{other:?}")),
+    };
+    drop(client);
+    let sent = server.join().unwrap();
+    assert_eq!(received, Ok(sent));
 }
 
 #[test]

@@ -230,6 +230,12 @@ impl Reader {
     #[cfg(feature = "tls")]
     fn fill_tls(&mut self, shared: &Shared) -> Result<()> {
         loop {
+            // What rustls decrypted earlier and the input could not take (the
+            // handshake's last read can leave some) comes first: the socket may have
+            // nothing more to say.
+            if self.open(shared, 0)? {
+                return Ok(());
+            }
             if self.tls_ended {
                 return Err(self.eof(shared));
             }
@@ -248,8 +254,8 @@ impl Reader {
         }
     }
 
-    /// With TLS: passes `n` bytes of records to rustls and moves the plaintext they
-    /// hold into the input. Returns whether any arrived.
+    /// With TLS: passes the first `n` bytes of `raw` (TLS records) to rustls, and
+    /// moves all the plaintext it holds into the input. Returns whether any arrived.
     #[cfg(feature = "tls")]
     fn open(&mut self, shared: &Shared, n: usize) -> Result<bool> {
         let mut state = lock(&shared.state);
@@ -258,38 +264,25 @@ impl Reader {
         };
         let mut records = &self.raw[..n];
         let mut arrived = false;
-        let mut failed = None;
-        'records: while !records.is_empty() {
+        let failed = loop {
+            // Plaintext first, so rustls' buffer of it never fills.
+            match take_plaintext(tls, &mut self.input) {
+                Ok((got, ended)) => {
+                    arrived |= got;
+                    self.tls_ended |= ended;
+                }
+                Err(e) => break Some(Error::Io(e)),
+            }
+            if self.tls_ended || records.is_empty() {
+                break None;
+            }
             if let Err(e) = tls.read_tls(&mut records) {
-                failed = Some(Error::Io(e));
-                break;
+                break Some(Error::Io(e));
             }
             if let Err(e) = tls.process_new_packets() {
-                failed = Some(Error::Tls(e));
-                break;
+                break Some(Error::Tls(e));
             }
-            loop {
-                match tls.reader().read(self.input.spare()) {
-                    Ok(0) => {
-                        self.tls_ended = true;
-                        break 'records;
-                    }
-                    Ok(got) => {
-                        self.input.filled(got);
-                        arrived = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                        self.tls_ended = true;
-                        break 'records;
-                    }
-                    Err(e) => {
-                        failed = Some(Error::Io(e));
-                        break 'records;
-                    }
-                }
-            }
-        }
+        };
         // An alert for the error, or what rustls sends on its own (a key update).
         state.queue_tls_output();
         let _ = shared.flush_soon(state);
@@ -402,6 +395,28 @@ impl Reader {
         }
         self.ended = true;
         shared.shut_down();
+    }
+}
+
+/// Moves the plaintext rustls holds into `input`. Returns whether any arrived, and
+/// whether the TLS stream has ended (`close_notify`, or TCP closed without one).
+#[cfg(feature = "tls")]
+fn take_plaintext(
+    tls: &mut rustls::ClientConnection,
+    input: &mut Input,
+) -> io::Result<(bool, bool)> {
+    let mut arrived = false;
+    loop {
+        match tls.reader().read(input.spare()) {
+            Ok(0) => return Ok((arrived, true)),
+            Ok(got) => {
+                input.filled(got);
+                arrived = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((arrived, false)),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok((arrived, true)),
+            Err(e) => return Err(e),
+        }
     }
 }
 

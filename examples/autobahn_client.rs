@@ -1,5 +1,5 @@
 //! The client that the Autobahn TestSuite's fuzzing server (`wstest -m fuzzingserver`)
-//! drives: `wsreactor::client`, the crate's blocking client.
+//! drives: `wsreactor::client`, the crate's blocking client, offering permessage-deflate.
 //!
 //! ```text
 //! cargo run --release --example autobahn_client -- --addr 127.0.0.1:9001 --agent wsreactor
@@ -96,6 +96,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// it came; the first text message is returned.
 fn session(addr: &str, path: &str, echo: bool) -> Result<Option<String>, client::Error> {
     let mut client = ClientBuilder::new(format!("ws://{addr}{path}"))
+        .deflate(true)
         .max_message_size(MAX_MESSAGE)
         .read_timeout(Some(READ_TIMEOUT))
         .close_timeout(CLOSE_TIMEOUT)

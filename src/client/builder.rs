@@ -13,7 +13,10 @@ use super::error::{Error, Phase, Result, io_error};
 use super::read::{Input, Reader};
 use super::url::WsUrl;
 use super::write::Shared;
-use crate::proto::handshake::{EMPTY_HEADER, encode_key, parse_response, write_request};
+use crate::proto::deflate::ClientDeflate;
+use crate::proto::handshake::{
+    EMPTY_HEADER, encode_key, parse_response_with_deflate, write_request,
+};
 use crate::proto::{Connection, Limits};
 
 /// Headers the client writes itself (or, for the extensions header, will write when
@@ -156,10 +159,12 @@ impl ClientBuilder {
         self
     }
 
-    /// Offers permessage-deflate (RFC 7692). **Pending**: proto does not implement it
-    /// yet, so `true` makes [`connect`](Self::connect) fail with
-    /// [`Error::Unsupported`] rather than connect uncompressed without saying so.
-    /// Default `false`.
+    /// Offers permessage-deflate (RFC 7692) as browsers do
+    /// (`permessage-deflate; client_max_window_bits`). If the server accepts, messages
+    /// of at least 64 bytes (160 when the server asked us not to keep our context)
+    /// are sent compressed at level 1, and compressed messages from the server are
+    /// inflated, the size limit and UTF-8 checked while inflating. A server that
+    /// declines leaves the connection uncompressed. Default `false`.
     pub fn deflate(mut self, enabled: bool) -> Self {
         self.deflate = enabled;
         self
@@ -177,11 +182,6 @@ impl ClientBuilder {
     /// [`Error::Io`] if the server closes or resets the connection during the upgrade.
     pub fn connect(&self) -> Result<Client> {
         let url = WsUrl::parse(&self.url).map_err(|e| Error::Url(format!("{}: {e}", self.url)))?;
-        if self.deflate {
-            return Err(Error::Unsupported(
-                "permessage-deflate is not implemented yet: leave deflate(false)",
-            ));
-        }
         self.check_request()?;
         #[cfg(not(feature = "tls"))]
         if url.secure {
@@ -208,11 +208,17 @@ impl ClientBuilder {
 
         let key = encode_key(random_nonce());
         let protocols: Vec<&str> = self.protocols.iter().map(String::as_str).collect();
-        let headers: Vec<(&str, &str)> = self
+        let offer = ClientDeflate::default();
+        let offer_text = offer.offer();
+        let mut headers: Vec<(&str, &str)> = self
             .headers
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
+        if self.deflate {
+            headers.push(("Sec-WebSocket-Extensions", &offer_text));
+        }
+        let deflate: Option<crate::proto::deflate::PerMessageDeflate>;
         let mut request = Vec::with_capacity(256);
         write_request(
             &mut request,
@@ -236,13 +242,18 @@ impl ClientBuilder {
             }
             input.filled(n);
             let mut slots = [EMPTY_HEADER; 64];
-            if let Some((response, len)) =
-                parse_response(input.data(), &mut slots, &key, &protocols)?
-            {
+            if let Some((response, len)) = parse_response_with_deflate(
+                input.data(),
+                &mut slots,
+                &key,
+                &protocols,
+                self.deflate.then_some(&offer),
+            )? {
                 let headers = response
                     .headers()
                     .map(|(name, value)| (name.to_owned(), value.to_vec()))
                     .collect::<Vec<_>>();
+                deflate = response.deflate();
                 break (response.protocol().map(str::to_owned), headers, len);
             }
         };
@@ -252,12 +263,14 @@ impl ClientBuilder {
             .set_read_timeout(self.read_timeout)
             .and_then(|()| stream.set_write_timeout(self.write_timeout))
             .map_err(Error::Io)?;
-        let conn = Connection::client(random_u64());
+        let mut conn = Connection::client(random_u64());
+        conn.set_deflate(deflate);
         let reader_stream = stream.try_clone().map_err(Error::Io)?;
         #[cfg(feature = "tls")]
         let secure = tls.is_some();
         let shared = Shared::new(
             conn,
+            deflate,
             stream,
             self.close_timeout,
             #[cfg(feature = "tls")]
@@ -268,6 +281,7 @@ impl ClientBuilder {
         let reader = Reader::new(
             reader_stream,
             input,
+            deflate,
             limits,
             self.read_timeout,
             #[cfg(feature = "tls")]

@@ -57,7 +57,7 @@
 //!
 //! - Redirects are not followed: a `3xx` is [`Error::Handshake`] with its status.
 //! - HTTP proxies (`CONNECT`) are not supported.
-//! - permessage-deflate is pending ([`ClientBuilder::deflate`]).
+//! - permessage-deflate when [`ClientBuilder::deflate`] is set and the server accepts.
 //! - `wss://` needs the `tls` feature, and a root of trust given explicitly (no
 //!   system roots): `ClientBuilder::root_certificates`, `ca_file`, `tls_config`, or
 //!   for tests `danger_accept_invalid_certs`.

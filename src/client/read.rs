@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use super::Incoming;
 use super::error::{Error, Phase, Result};
 use super::write::{Shared, lock};
+use crate::proto::deflate::{Inflater, PerMessageDeflate};
+use crate::proto::frame::Role;
 use crate::proto::{CloseCode, CloseFrame, Decoded, Event, Limits, Message};
 
 /// The input buffer's first size; it doubles while a large message arrives.
@@ -86,11 +88,22 @@ enum Ready {
     Ping(Range<usize>),
     Pong(Range<usize>),
     Close(Option<(CloseCode, Range<usize>)>),
+    /// A compressed message, inflated into the reader's `Inflate::out`: text or not.
+    Inflated(bool),
+}
+
+/// permessage-deflate on the read side: the decompressor, made on the first
+/// compressed message, and where messages are inflated.
+struct Inflate {
+    agreed: PerMessageDeflate,
+    inflater: Option<Inflater>,
+    out: Vec<u8>,
 }
 
 pub(crate) struct Reader {
     stream: TcpStream,
     input: Input,
+    inflate: Option<Box<Inflate>>,
     /// TLS records as read from the socket (empty without TLS).
     #[cfg(feature = "tls")]
     raw: Vec<u8>,
@@ -109,6 +122,7 @@ impl Reader {
     pub(crate) fn new(
         stream: TcpStream,
         input: Input,
+        deflate: Option<PerMessageDeflate>,
         limits: Limits,
         read_timeout: Option<Duration>,
         #[cfg(feature = "tls")] tls: bool,
@@ -116,6 +130,13 @@ impl Reader {
         Reader {
             stream,
             input,
+            inflate: deflate.map(|agreed| {
+                Box::new(Inflate {
+                    agreed,
+                    inflater: None,
+                    out: Vec::new(),
+                })
+            }),
             #[cfg(feature = "tls")]
             raw: if tls { vec![0; 18 * 1024] } else { Vec::new() },
             #[cfg(feature = "tls")]
@@ -165,6 +186,38 @@ impl Reader {
                         Event::Message(Message::Binary(data)) => Ready::Binary(at(data)),
                         Event::Ping(payload) => Ready::Ping(at(payload)),
                         Event::Pong(payload) => Ready::Pong(at(payload)),
+                        Event::Compressed(compressed) => {
+                            let max = self.limits.max_message_size;
+                            let inflated = match self.inflate.as_deref_mut() {
+                                Some(Inflate {
+                                    agreed,
+                                    inflater,
+                                    out,
+                                }) => inflater
+                                    .get_or_insert_with(|| {
+                                        Inflater::new(agreed.decompressor(Role::Client))
+                                    })
+                                    .inflate(compressed.payload, compressed.text, max, out)
+                                    .map(|_| ()),
+                                // proto reports compressed messages only where
+                                // deflate was negotiated, which gave us an Inflate.
+                                None => Err(crate::proto::deflate::InflateError::Corrupt),
+                            };
+                            match inflated {
+                                Ok(()) => Ready::Inflated(compressed.text),
+                                Err(e) => {
+                                    let failed = state.queue(|conn, out| {
+                                        conn.fail_with(out, e.code(), e.reason())
+                                    });
+                                    drop(state);
+                                    self.finish(shared);
+                                    return Err(match failed {
+                                        Ok(error) => Error::Protocol(error),
+                                        Err(error) => error,
+                                    });
+                                }
+                            }
+                        }
                         Event::Close(frame) => {
                             let frame = frame.map(|f| (f.code, at(f.reason.as_bytes())));
                             drop(state);
@@ -198,6 +251,17 @@ impl Reader {
                 Err(_) => return Err(Error::Io(io::Error::other("text changed in the buffer"))),
             },
             Ready::Binary(at) => Incoming::Message(Message::Binary(&bytes[at])),
+            Ready::Inflated(text) => {
+                let out = self.inflate.as_deref().map_or(&[][..], |i| &i.out[..]);
+                if !text {
+                    Incoming::Message(Message::Binary(out))
+                } else {
+                    match simdutf8::basic::from_utf8(out) {
+                        Ok(text) => Incoming::Message(Message::Text(text)),
+                        Err(_) => return Err(Error::Io(io::Error::other("inflated text changed"))),
+                    }
+                }
+            }
             Ready::Ping(at) => Incoming::Ping(&bytes[at]),
             Ready::Pong(at) => Incoming::Pong(&bytes[at]),
             Ready::Close(frame) => Incoming::Close(frame.map(|(code, at)| CloseFrame {

@@ -23,6 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::error::{Error, Phase, Result, io_error};
+use crate::proto::deflate::{Deflater, PerMessageDeflate};
+use crate::proto::frame::Role;
 use crate::proto::{CloseCode, Connection, Decoded, Limits, Message, SendError};
 
 /// A write buffer larger than this is dropped after use rather than kept for the
@@ -43,9 +45,34 @@ struct Writer {
     buf: Vec<u8>,
 }
 
+/// permessage-deflate on the send side: the compressor (its context follows what
+/// was negotiated) and where a message is compressed.
+pub(crate) struct SendDeflate {
+    pub(crate) deflater: Deflater,
+    /// Messages shorter than this go uncompressed.
+    pub(crate) threshold: usize,
+    buf: Vec<u8>,
+}
+
+impl SendDeflate {
+    /// The compressor for what was `agreed`: level 1; with our context kept, a
+    /// threshold of 64 bytes, else 160 (where deflate starts to pay without one:
+    /// docs/BENCHMARKS.md, "Choosing the deflate crate").
+    pub(crate) fn new(agreed: PerMessageDeflate) -> SendDeflate {
+        let direction = agreed.compressor(Role::Client);
+        SendDeflate {
+            deflater: Deflater::new(direction, 1),
+            threshold: if direction.context_takeover { 64 } else { 160 },
+            buf: Vec::new(),
+        }
+    }
+}
+
 /// Everything the reader and the senders share, under one lock.
 pub(crate) struct State {
     pub(crate) conn: Connection,
+    /// The compressor, when permessage-deflate was negotiated.
+    pub(crate) deflate: Option<Box<SendDeflate>>,
     /// Wire bytes encoded in order and not yet taken by a writer.
     pending: Vec<u8>,
     #[cfg(feature = "tls")]
@@ -74,7 +101,10 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl State {
     /// Runs `encode` against the protocol state with the buffer frames go to, and
     /// queues what it wrote (encrypted first, with TLS) for the wire.
-    fn queue<T>(&mut self, encode: impl FnOnce(&mut Connection, &mut Vec<u8>) -> T) -> Result<T> {
+    pub(crate) fn queue<T>(
+        &mut self,
+        encode: impl FnOnce(&mut Connection, &mut Vec<u8>) -> T,
+    ) -> Result<T> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
             let result = encode(&mut self.conn, &mut self.plain);
@@ -132,6 +162,7 @@ fn seal(tls: &mut rustls::ClientConnection, plain: &[u8], out: &mut Vec<u8>) -> 
 impl Shared {
     pub(crate) fn new(
         conn: Connection,
+        deflate: Option<PerMessageDeflate>,
         stream: TcpStream,
         close_timeout: Duration,
         #[cfg(feature = "tls")] tls: Option<Box<rustls::ClientConnection>>,
@@ -139,6 +170,7 @@ impl Shared {
         Ok(Shared {
             state: Mutex::new(State {
                 conn,
+                deflate: deflate.map(|agreed| Box::new(SendDeflate::new(agreed))),
                 pending: Vec::new(),
                 #[cfg(feature = "tls")]
                 tls,
@@ -180,8 +212,41 @@ impl Shared {
         self.write_pending(writer)
     }
 
+    /// Sends a message: compressed when permessage-deflate was negotiated and it
+    /// is at least the threshold long.
     pub(crate) fn send(&self, message: Message<'_>) -> Result<()> {
-        self.send_with(|conn, out| conn.write_message(out, message))
+        let writer = lock(&self.writer);
+        {
+            let mut state = lock(&self.state);
+            if state.broken {
+                return Err(Error::Closed);
+            }
+            let compressed = match state.deflate.as_deref_mut() {
+                Some(d) if message.len() >= d.threshold => {
+                    let mut buf = std::mem::take(&mut d.buf);
+                    buf.clear();
+                    d.deflater
+                        .compress(message.as_bytes(), &mut buf)
+                        .then_some(buf)
+                }
+                _ => None,
+            };
+            match compressed {
+                Some(buf) => {
+                    let text = message.is_text();
+                    let sent = state.queue(|conn, out| conn.write_compressed(out, text, &buf));
+                    if let Some(d) = state.deflate.as_deref_mut() {
+                        d.buf = buf;
+                        if d.buf.capacity() > KEEP_BUFFER {
+                            d.buf = Vec::new();
+                        }
+                    }
+                    sent??;
+                }
+                None => state.queue(|conn, out| conn.write_message(out, message))??,
+            }
+        }
+        self.write_pending(writer)
     }
 
     pub(crate) fn ping(&self, payload: &[u8]) -> Result<()> {

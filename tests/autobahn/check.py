@@ -252,8 +252,7 @@ def write_docs(path, reports, graded, args):
                "`--deflate dedicated` (the two runs at once);")
     out.append("- **client**: `wstest -m fuzzingserver` drives `examples/autobahn_client.rs`, "
                "which runs on `wsreactor::client` (the crate's blocking client) and offers "
-               "permessage-deflate.
-")
+               "permessage-deflate.\n")
     out.append("A case passes when both its `behavior` and its `behaviorClose` are OK, or "
                "INFORMATIONAL where the suite grades so (it grades 7.1.6, 7.13.1 and 7.13.2 "
                "informational whatever the peer does). UNIMPLEMENTED (the extension not "

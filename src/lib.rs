@@ -49,6 +49,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "redis")]
+pub mod bridge;
 pub mod buf;
 pub mod client;
 pub mod compression;
@@ -63,6 +65,8 @@ pub mod stats;
 pub mod status;
 
 pub use compression::{Compress, Compression, Deflate};
+#[cfg(feature = "redis")]
+pub use bridge::{BridgeState, BridgeStats, RedisConfig};
 pub use config::{BackpressurePolicy, Config};
 pub use error::{Error, Result};
 pub use handler::{ConnId, Handler, HttpResponse, Socket, Upgrade};

@@ -74,6 +74,10 @@ pub(crate) type CountMap = HashMap<Box<[u8]>, Box<[u32]>>;
 pub(crate) struct TopicCounts {
     counts: Mutex<CountMap>,
     reactors: usize,
+    /// The bridge to other nodes: told when a topic gets its first subscriber on
+    /// this node or loses its last, and given every publication.
+    #[cfg(feature = "redis")]
+    bridge: Option<std::sync::Arc<crate::bridge::Link>>,
 }
 
 impl TopicCounts {
@@ -81,6 +85,42 @@ impl TopicCounts {
         TopicCounts {
             counts: Mutex::new(HashMap::new()),
             reactors,
+            #[cfg(feature = "redis")]
+            bridge: None,
+        }
+    }
+
+    /// Counts for a node bridged to others through `link`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn with_bridge(
+        reactors: usize,
+        link: std::sync::Arc<crate::bridge::Link>,
+    ) -> TopicCounts {
+        TopicCounts {
+            bridge: Some(link),
+            ..TopicCounts::new(reactors)
+        }
+    }
+
+    /// The bridge to other nodes, if any.
+    #[cfg(feature = "redis")]
+    pub(crate) fn bridge(&self) -> Option<&std::sync::Arc<crate::bridge::Link>> {
+        self.bridge.as_ref()
+    }
+
+    /// Hands a publication to the bridge, for the other nodes.
+    pub(crate) fn to_other_nodes(&self, _topic: &[u8], _frame: &bytes::Bytes) {
+        #[cfg(feature = "redis")]
+        if let Some(link) = &self.bridge {
+            link.publish(_topic, _frame);
+        }
+    }
+
+    /// Tells the bridge that `topic` got its first subscriber or lost its last.
+    fn first_or_last(&self, _topic: &[u8]) {
+        #[cfg(feature = "redis")]
+        if let Some(link) = &self.bridge {
+            link.topic_changed(_topic);
         }
     }
 
@@ -95,9 +135,14 @@ impl TopicCounts {
         let mut counts = self.lock();
         let per_reactor = match counts.get_mut(topic) {
             Some(c) => c,
-            None => counts
-                .entry(topic.into())
-                .or_insert_with(|| vec![0; self.reactors].into()),
+            None => {
+                if reactor < self.reactors {
+                    self.first_or_last(topic);
+                }
+                counts
+                    .entry(topic.into())
+                    .or_insert_with(|| vec![0; self.reactors].into())
+            }
         };
         if let Some(c) = per_reactor.get_mut(reactor) {
             *c += 1;
@@ -113,6 +158,7 @@ impl TopicCounts {
             }
             if per_reactor.iter().all(|&c| c == 0) {
                 counts.remove(topic);
+                self.first_or_last(topic);
             }
         }
     }

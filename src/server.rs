@@ -36,6 +36,8 @@ use crate::status::QueueStatus;
 #[derive(Clone, Debug, Default)]
 pub struct ServerBuilder {
     config: Config,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::bridge::RedisConfig>,
 }
 
 impl ServerBuilder {
@@ -48,6 +50,15 @@ impl ServerBuilder {
     /// Sets the number of reactor threads (default: one per core).
     pub fn reactors(mut self, reactors: usize) -> Self {
         self.config.reactors = reactors.max(1);
+        self
+    }
+
+    /// Shares this server's topics with other server processes through Redis
+    /// pub/sub (feature `redis`; see [`bridge`](crate::bridge)): a publish on any
+    /// node reaches the subscribers on every node, at most once.
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, redis: crate::bridge::RedisConfig) -> Self {
+        self.redis = Some(redis);
         self
     }
 
@@ -82,7 +93,16 @@ impl ServerBuilder {
             shared.push(Arc::new(Shared::new(&poll, WAKER, limit)?));
             polls.push(poll);
         }
-        let counts = Arc::new(TopicCounts::new(listeners.len()));
+        let counts = TopicCounts::new(listeners.len());
+        #[cfg(feature = "redis")]
+        let counts = match self.redis {
+            Some(redis) => {
+                let link = crate::bridge::Link::new(redis)?;
+                TopicCounts::with_bridge(listeners.len(), Arc::new(link))
+            }
+            None => counts,
+        };
+        let counts = Arc::new(counts);
         Ok(Server {
             config,
             listeners,
@@ -150,6 +170,7 @@ impl Server {
     ///
     /// [`Error::Io`] if a thread or a registration fails.
     pub fn spawn<H: Handler>(self, handler: H) -> Result<ServerHandle> {
+        self.start_bridge()?;
         let sender = self.sender();
         let local_addr = self.local_addr;
         let mut threads = Vec::new();
@@ -171,6 +192,8 @@ impl Server {
     /// [`Error::Io`] if a thread or a registration fails;
     /// [`Error::ReactorPanicked`] if a reactor thread died.
     pub fn run<H: Handler>(self, handler: H) -> Result<()> {
+        self.start_bridge()?;
+        let sender = self.sender();
         let mut parts = self.into_parts(handler).into_iter();
         let Some(first) = parts.next() else {
             return Err(Error::Config("no reactor"));
@@ -181,8 +204,18 @@ impl Server {
         }
         let result = first.build().map(Reactor::run);
         let joined = join(threads);
+        sender.join_bridge();
         result?;
         joined
+    }
+
+    /// Starts the bridge's threads, when there is one.
+    fn start_bridge(&self) -> Result<()> {
+        #[cfg(feature = "redis")]
+        if let Some(link) = self.counts.bridge() {
+            link.start(self.counts.clone(), self.shared.clone())?;
+        }
+        Ok(())
     }
 
     /// What each reactor is built from (on its own thread: a reactor holds sessions,
@@ -292,9 +325,15 @@ impl ServerHandle {
         self.sender.subscribers(topic)
     }
 
-    /// The counters of all reactors together.
+    /// The counters of all reactors together (and the bridge's, with one).
     pub fn stats(&self) -> Stats {
-        Stats::sum(&self.reactor_stats())
+        #[allow(unused_mut)]
+        let mut stats = Stats::sum(&self.reactor_stats());
+        #[cfg(feature = "redis")]
+        {
+            stats.bridge = self.sender.bridge_stats();
+        }
+        stats
     }
 
     /// The counters of each reactor.
@@ -320,7 +359,9 @@ impl ServerHandle {
             Ok(mut t) => std::mem::take(&mut *t),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         };
-        join(threads)
+        let joined = join(threads);
+        self.sender.join_bridge();
+        joined
     }
 }
 
@@ -416,11 +457,12 @@ impl Sender {
     pub fn publish(&self, topic: impl AsRef<[u8]>, message: Message<'_>) -> Published {
         let topic = topic.as_ref();
         let mut published = Published::default();
+        let frame = encode(message);
+        self.counts.to_other_nodes(topic, &frame);
         let counts = self.counts.lock();
         let Some(per_reactor) = counts.get(topic) else {
             return published;
         };
-        let frame = encode(message);
         let name = Bytes::copy_from_slice(topic);
         for (&count, reactor) in per_reactor.iter().zip(self.reactors.iter()) {
             if count == 0 {
@@ -464,6 +506,24 @@ impl Sender {
         let deadline = Instant::now().checked_add(timeout);
         for reactor in self.reactors.iter() {
             let _ = reactor.push(Command::Shutdown { deadline });
+        }
+        #[cfg(feature = "redis")]
+        if let Some(link) = self.counts.bridge() {
+            link.stop();
+        }
+    }
+
+    /// The bridge's counters (feature `redis`): `None` without a bridge.
+    #[cfg(feature = "redis")]
+    pub fn bridge_stats(&self) -> Option<crate::bridge::BridgeStats> {
+        self.counts.bridge().map(|link| link.stats())
+    }
+
+    /// Waits for the bridge's threads, once the server is shut down.
+    fn join_bridge(&self) {
+        #[cfg(feature = "redis")]
+        if let Some(link) = self.counts.bridge() {
+            link.join();
         }
     }
 

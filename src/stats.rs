@@ -82,6 +82,8 @@ impl SharedStats {
             loop_turns: self.turns.load(Relaxed),
             compressed_out: self.compressed_out.load(Relaxed),
             compressors: self.compressors.load(Relaxed),
+            #[cfg(feature = "redis")]
+            bridge: None,
             closes: std::array::from_fn(|i| self.closes[i].load(Relaxed)),
         }
     }
@@ -120,6 +122,11 @@ pub struct Stats {
     /// Dedicated compressors held now (one per connection that sent a compressed
     /// message recently; see [`Deflate::release_after`](crate::Deflate::release_after)).
     pub compressors: u64,
+    /// The bridge to other nodes through Redis (feature `redis`): its state and
+    /// counters, in [`ServerHandle::stats`](crate::ServerHandle::stats); `None`
+    /// without a bridge, and in each reactor's own counters.
+    #[cfg(feature = "redis")]
+    pub bridge: Option<crate::bridge::BridgeStats>,
     closes: [u64; CODES + 1],
 }
 

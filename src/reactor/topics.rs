@@ -85,7 +85,7 @@ impl PubSub {
     }
 
     /// Hands `frame` to the other reactors that have subscribers of `name`, through
-    /// their command queues.
+    /// their command queues (and to the other nodes, when bridged).
     pub(crate) fn forward(
         &self,
         name: &[u8],
@@ -93,6 +93,7 @@ impl PubSub {
         except: Option<ConnId>,
         published: &mut Published,
     ) {
+        self.counts.to_other_nodes(name, frame);
         let counts = self.counts.lock();
         let Some(per_reactor) = counts.get(name) else {
             return;

@@ -10,6 +10,8 @@ cargo test --workspace --locked
 
 echo "== the client over wss:// (feature tls: rustls with ring)"
 cargo test --locked --features tls --test client_tls
+echo "== several nodes on a real redis-server (installs redis-server if missing)"
+bash tests/redis/run.sh
 
 echo "== the chat example in headless Chromium (installs chromium and selenium if missing)"
 bash tests/browser/run.sh

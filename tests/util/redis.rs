@@ -26,6 +26,14 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one on a free port and waits until it answers.
     pub fn start() -> RedisServer {
+        let mut server = RedisServer::not_started();
+        server.restart();
+        server
+    }
+
+    /// A free port and a directory for one, not started yet (see
+    /// [`restart`](Self::restart)).
+    pub fn not_started() -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -33,13 +41,11 @@ impl RedisServer {
         let dir =
             std::env::temp_dir().join(format!("wsreactor-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a directory for redis-server");
-        let mut server = RedisServer {
+        RedisServer {
             child: None,
             port,
             dir,
-        };
-        server.restart();
-        server
+        }
     }
 
     pub fn url(&self) -> String {

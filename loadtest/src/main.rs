@@ -52,6 +52,10 @@ enum Command {
     /// Every client sends, the server publishes to all; each client sends again once
     /// it has N deliveries (N: all connections): rounds of N² deliveries.
     Fanout(FanoutArgs),
+    /// Subscribers to one topic on `--url`, one publisher on `--publish-url` (another
+    /// node of a cluster, or the same server) at a fixed rate: publish-to-delivery
+    /// latency and deliveries, through the pubsub example's protocol.
+    Topic(TopicArgs),
     /// Start the echo example and run a short echo and idle scenario against it.
     Demo(DemoArgs),
     /// Echo, idle and abusive clients mixed for a long time; the server's RSS over
@@ -202,6 +206,26 @@ struct FanoutArgs {
 }
 
 #[derive(Args, Clone)]
+struct TopicArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    timing: Timing,
+    /// Where the publisher connects (default: --url).
+    #[arg(long)]
+    publish_url: Option<String>,
+    /// Subscribing connections, over all --threads (the publisher is one more).
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Messages per second from the publisher.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Payload bytes after `pub TOPIC ` (at least 32: send time and sequence lead it).
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+}
+
+#[derive(Args, Clone)]
 struct DemoArgs {
     /// Connections for the echo scenario.
     #[arg(long, default_value_t = 100)]
@@ -317,6 +341,7 @@ fn spec(common: &Common, scenario: Scenario) -> Spec {
         sources: common.sources,
         server_pid: common.server_pid,
         quiet: common.quiet,
+        publish_url: None,
     }
 }
 
@@ -368,6 +393,17 @@ fn dispatch(command: Command) -> Result<bool, String> {
             s.connections = a.receivers + 1;
             s.payload = a.payload.max(8);
             s.rate = a.rate;
+            s.duration = seconds(a.timing.duration)?;
+            s.warmup = seconds(a.timing.warmup)?;
+            (a.common, s)
+        }
+        Command::Topic(a) => {
+            let mut s = spec(&a.common, Scenario::Topic);
+            s.connections = a.subscribers;
+            s.payload = a.payload.max(worker::topic::HEADER);
+            s.text = true;
+            s.rate = a.rate;
+            s.publish_url = a.publish_url.clone();
             s.duration = seconds(a.timing.duration)?;
             s.warmup = seconds(a.timing.warmup)?;
             (a.common, s)

@@ -30,6 +30,9 @@ pub struct Spec {
     pub sources: usize,
     pub server_pid: Option<u32>,
     pub quiet: bool,
+    /// Topic: where the publisher connects (default: `url`), for a publisher on
+    /// one node and subscribers on another.
+    pub publish_url: Option<String>,
 }
 
 /// A ws:// URL's address (resolved, loopback only), host header and path.
@@ -85,8 +88,12 @@ pub fn execute(spec: &Spec) -> Result<Report, String> {
             text: spec.text,
             payload: spec.payload,
             pipeline: spec.pipeline,
-            rate: spec.rate / threads as f64,
-            sender: t == 0,
+            rate: if spec.scenario == Scenario::Topic {
+                0.0
+            } else {
+                spec.rate / threads as f64
+            },
+            sender: t == 0 && spec.scenario != Scenario::Topic,
             base,
         };
         first_index += share;
@@ -96,6 +103,36 @@ pub fn execute(spec: &Spec) -> Result<Report, String> {
             .spawn(move || worker::run(plan, control))
             .map_err(|e| e.to_string())?;
         handles.push(handle);
+    }
+    // Topic: the publisher is one more connection, on a worker of its own.
+    let mut total = total;
+    if spec.scenario == Scenario::Topic {
+        let url = spec.publish_url.as_deref().unwrap_or(&spec.url);
+        let (target, host, path) = parse_url(url, false)?;
+        let plan = Plan {
+            scenario: spec.scenario,
+            target,
+            host,
+            path,
+            connections: 1,
+            total_connections: total,
+            first_index: total,
+            sources,
+            raw: false,
+            text: true,
+            payload: spec.payload,
+            pipeline: 1,
+            rate: spec.rate,
+            sender: true,
+            base,
+        };
+        let control = Arc::clone(&control);
+        let handle = std::thread::Builder::new()
+            .name("wsload-publisher".into())
+            .spawn(move || worker::run(plan, control))
+            .map_err(|e| e.to_string())?;
+        handles.push(handle);
+        total += 1;
     }
 
     let before = spec.server_pid.and_then(server::sample);
@@ -150,6 +187,11 @@ pub fn execute(spec: &Spec) -> Result<Report, String> {
         // the checked deliveries are those received that were not mismatches.
         let delivered = received.saturating_sub(errors.mismatch);
         errors.lost += (sent * opened).saturating_sub(delivered);
+    }
+    if spec.scenario == Scenario::Topic {
+        // Every message sent is due to every subscriber open (all but the publisher).
+        let delivered = received.saturating_sub(errors.mismatch);
+        errors.lost += (sent * opened.saturating_sub(1)).saturating_sub(delivered);
     }
 
     let measured = end_count.saturating_sub(start_count);

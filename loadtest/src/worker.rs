@@ -21,6 +21,7 @@ use crate::client::{Client, Failure, Phase, Received};
 use crate::net;
 
 pub mod fanout;
+pub mod topic;
 
 pub const RAMP: u8 = 0;
 pub const WARMUP: u8 = 1;
@@ -46,6 +47,9 @@ pub enum Scenario {
     Broadcast,
     /// Every client sends, every client receives every message, in rounds.
     Fanout,
+    /// Subscribers to one topic, and one publisher (maybe on another node) at a
+    /// fixed rate: the pubsub example's protocol.
+    Topic,
 }
 
 /// One worker's share of a run.
@@ -182,6 +186,10 @@ struct Worker {
     batch: Vec<u8>,
     /// Fanout: each client's rounds, by slab key.
     peers: Vec<Option<fanout::Peer>>,
+    /// Topic: each subscriber's state, by slab key.
+    subscribers: Vec<Option<topic::Subscriber>>,
+    /// Topic: reused for the publisher's messages.
+    text: String,
     /// `outcome.sent` and `outcome.received` as last added to `control`.
     published: (u64, u64),
 }
@@ -229,6 +237,8 @@ pub fn run(plan: Plan, control: Arc<Control>) -> std::io::Result<Outcome> {
         sender_key: None,
         batch: Vec::new(),
         peers: Vec::new(),
+        subscribers: Vec::new(),
+        text: String::new(),
         published: (0, 0),
         plan,
     };
@@ -474,6 +484,9 @@ impl Worker {
         if self.plan.scenario == Scenario::Fanout {
             return self.readable_fanout(key, scratch);
         }
+        if self.plan.scenario == Scenario::Topic {
+            return self.readable_topic(key, scratch);
+        }
         let Some(client) = self.clients.get_mut(key) else {
             return;
         };
@@ -594,6 +607,9 @@ impl Worker {
         if let Some(peer) = self.peers.get_mut(key) {
             *peer = None;
         }
+        if let Some(subscriber) = self.subscribers.get_mut(key) {
+            *subscriber = None;
+        }
         self.fail_count(failure);
     }
 
@@ -657,6 +673,7 @@ impl Worker {
             match self.plan.scenario {
                 Scenario::Rate => self.send_scheduled(scheduled),
                 Scenario::Broadcast => self.send_broadcast(now),
+                Scenario::Topic => self.send_publication(scheduled),
                 _ => return,
             }
         }

@@ -265,13 +265,13 @@ impl Link {
         let publisher = {
             let link = Arc::clone(self);
             std::thread::Builder::new()
-                .name("wsreactor-redis-pub".into())
+                .name("wsr-redis-pub".into())
                 .spawn(move || publisher::run(&link))?
         };
         let subscriber = {
             let link = Arc::clone(self);
             std::thread::Builder::new()
-                .name("wsreactor-redis-sub".into())
+                .name("wsr-redis-sub".into())
                 .spawn(move || subscriber::run(&link, &counts, &reactors))?
         };
         lock(&self.threads).extend([publisher, subscriber]);

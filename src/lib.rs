@@ -64,9 +64,9 @@ pub mod server;
 pub mod stats;
 pub mod status;
 
-pub use compression::{Compress, Compression, Deflate};
 #[cfg(feature = "redis")]
 pub use bridge::{BridgeState, BridgeStats, RedisConfig};
+pub use compression::{Compress, Compression, Deflate};
 pub use config::{BackpressurePolicy, Config};
 pub use error::{Error, Result};
 pub use handler::{ConnId, Handler, HttpResponse, Socket, Upgrade};

@@ -119,6 +119,7 @@ pub fn execute(spec: &Spec) -> Result<Report, String> {
             first_index: total,
             sources,
             raw: false,
+            deflate: false,
             text: true,
             payload: spec.payload,
             pipeline: 1,

@@ -346,7 +346,7 @@ run_client_suite() {
     write_spec tests/autobahn/fuzzingserver.json "$OUT/fuzzingserver.json" "$port" "$OUT/client"
     log "client: wstest -m fuzzingserver on 127.0.0.1:$port, driven by autobahn_client"
     # --webport 0: no report browser on port 8080, which may be taken.
-    timeout 600 "$WSTEST" -m fuzzingserver -s "$OUT/fuzzingserver.json" --webport 0 \
+    timeout 2400 "$WSTEST" -m fuzzingserver -s "$OUT/fuzzingserver.json" --webport 0 \
         >"$log" 2>&1 &
     pid=$!
     PIDS+=("$pid")

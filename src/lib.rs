@@ -42,6 +42,8 @@
 //!   subscriber per loop turn, and reports what it reached ([`Published`]).
 //! - [`Config`] holds the limits, timeouts and backpressure policy, each default
 //!   documented with its reason.
+//! - Compression: [`Config::compression`] turns on permessage-deflate ([`Compression`]:
+//!   shared or dedicated compressors); [`Socket::send_with`] decides per message.
 //! - [`client`] is a blocking client on the same core: `ws://`, and `wss://` with the
 //!   `tls` feature; a [`client::Sender`] sends from other threads while one receives.
 //! - [`proto`] is the sans-IO protocol core (handshake, frames, masking, messages,

@@ -21,6 +21,7 @@ pub fn all() -> Vec<Seed> {
     handshake_response(&mut seeds);
     frame_header(&mut seeds);
     conn(&mut seeds);
+    deflate(&mut seeds);
     seeds
 }
 
@@ -543,4 +544,69 @@ fn conn(seeds: &mut Vec<Seed>) {
         ]
         .concat(),
     );
+}
+
+/// Streams on a connection that negotiated permessage-deflate (configuration bit 3): a
+/// compressed message whole and in fragments, and RSV1 where it is not allowed.
+fn deflate(seeds: &mut Vec<Seed>) {
+    use wsreactor::proto::deflate::{Deflater, Direction};
+    let config = config(DEFAULT, DEFAULT, 8, [0; 4], [0; 2]);
+    let split = config_with_reads(config, [3, 5, 0, 0]);
+    let mut compressed = Vec::new();
+    let context_free = Direction {
+        window_bits: 15,
+        context_takeover: false,
+    };
+    Deflater::new(context_free, 6).compress(b"hello hello hello, h\xc3\xa9llo", &mut compressed);
+    let (head, tail) = compressed.split_at(compressed.len() / 2);
+    let rsv1 = |mut frame: Vec<u8>| {
+        frame[0] |= 0x40;
+        frame
+    };
+    for (target, client) in [("conn_server", true), ("conn_client", false)] {
+        let f = |opcode, fin, payload: &[u8]| {
+            if client {
+                client_frame(opcode, fin, payload)
+            } else {
+                server_frame(opcode, fin, payload)
+            }
+        };
+        let streams: Vec<(&str, [u8; CONFIG_LEN], Vec<u8>)> = vec![
+            ("deflate_text", config, rsv1(f(OpCode::Text, true, &compressed))),
+            (
+                "deflate_fragments_ping_between",
+                split,
+                [
+                    rsv1(f(OpCode::Binary, false, head)),
+                    f(OpCode::Ping, true, b"p"),
+                    f(OpCode::Continuation, true, tail),
+                ]
+                .concat(),
+            ),
+            (
+                "deflate_rsv1_on_continuation",
+                config,
+                [
+                    f(OpCode::Text, false, b"a"),
+                    rsv1(f(OpCode::Continuation, true, b"b")),
+                ]
+                .concat(),
+            ),
+            ("deflate_rsv1_on_ping", config, rsv1(f(OpCode::Ping, true, b""))),
+            (
+                "deflate_corrupt",
+                config,
+                rsv1(f(OpCode::Binary, true, &[0xff, 0xff, 0xff])),
+            ),
+        ];
+        for (name, config, stream) in streams {
+            push(seeds, target, name, [&config[..], &stream].concat());
+        }
+    }
+}
+
+/// `config` with other read sizes.
+fn config_with_reads(mut config: [u8; CONFIG_LEN], reads: [u8; 4]) -> [u8; CONFIG_LEN] {
+    config[3..7].copy_from_slice(&reads);
+    config
 }

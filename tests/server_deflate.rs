@@ -258,3 +258,28 @@ fn bad_compressed_input_closes_with_the_right_code() {
     // (The pong for the ping is skipped by the client.)
     assert_eq!(c.recv_text(), (json(1), true));
 }
+
+#[test]
+fn a_client_allowed_to_keep_its_context_gets_a_decompressor_of_its_own() {
+    let settings = Deflate::default().with_client_context_takeover(10);
+    let (server, _rx) = echo_server(Compression::Dedicated(settings));
+    let mut a = DeflateClient::connect(
+        server.local_addr(),
+        Some("permessage-deflate; client_max_window_bits"),
+    );
+    // The server asks for a 1 KiB window and lets the client keep its context.
+    assert_eq!(
+        a.extensions.as_deref(),
+        Some("permessage-deflate; client_max_window_bits=10")
+    );
+    // A second client, interleaved: each has its own history on the server.
+    let mut b = DeflateClient::connect(server.local_addr(), Some("permessage-deflate"));
+    assert_eq!(b.extensions.as_deref(), Some("permessage-deflate"));
+    for i in 0..60 {
+        for (c, offset) in [(&mut a, 0), (&mut b, 1000)] {
+            let text = json(i + offset);
+            c.send(Message::Text(&text), true);
+            assert_eq!(c.recv_text(), (text, true), "message {i}");
+        }
+    }
+}

@@ -25,6 +25,9 @@ pub enum Error {
     Config(&'static str),
     /// A reactor thread panicked outside any user callback (our fault).
     ReactorPanicked,
+    /// rustls refused the TLS configuration (feature `tls`).
+    #[cfg(feature = "tls")]
+    Tls(rustls::Error),
 }
 
 impl fmt::Display for Error {
@@ -33,6 +36,8 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "i/o error: {e}"),
             Error::Config(what) => write!(f, "invalid configuration: {what}"),
             Error::ReactorPanicked => f.write_str("a reactor thread panicked"),
+            #[cfg(feature = "tls")]
+            Error::Tls(e) => write!(f, "tls: {e}"),
         }
     }
 }
@@ -41,6 +46,8 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
+            #[cfg(feature = "tls")]
+            Error::Tls(e) => Some(e),
             _ => None,
         }
     }

@@ -65,6 +65,8 @@ pub(crate) mod reactor;
 pub mod server;
 pub mod stats;
 pub mod status;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 #[cfg(feature = "redis")]
 pub use bridge::{BridgeState, BridgeStats, RedisConfig};

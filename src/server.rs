@@ -16,8 +16,9 @@ use crate::handler::{ConnId, Handler};
 use crate::proto::frame::{FrameHeader, OpCode};
 use crate::proto::{CloseCode, Message};
 use crate::pubsub::{Published, TopicCounts};
+use crate::reactor::tls::TlsConfig;
 use crate::reactor::topics::PubSub;
-use crate::reactor::{Command, Reactor, Shared, WAKER};
+use crate::reactor::{Command, Listeners, Reactor, Shared, WAKER};
 use crate::stats::Stats;
 use crate::status::QueueStatus;
 
@@ -38,6 +39,18 @@ pub struct ServerBuilder {
     config: Config,
     #[cfg(feature = "redis")]
     redis: Option<crate::bridge::RedisConfig>,
+    /// wss:// listeners (feature `tls`, see [`tls`](crate::tls)).
+    pub(crate) tls: TlsListen,
+}
+
+/// Which listeners serve wss:// (set by `ServerBuilder::tls` and `tls_listener`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TlsListen {
+    /// The configuration of the listener `bind` opens, when it serves wss.
+    pub(crate) first: Option<TlsConfig>,
+    /// A second listener, serving wss beside a plain one.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) second: Option<(SocketAddr, TlsConfig)>,
 }
 
 impl ServerBuilder {
@@ -85,6 +98,8 @@ impl ServerBuilder {
         for _ in 1..config.reactors.max(1) {
             listeners.push(listen(local_addr, config.backlog)?);
         }
+        let (tls_listeners, tls_addr) =
+            listen_tls(&self.tls, local_addr, listeners.len(), config.backlog)?;
         let mut polls = Vec::with_capacity(listeners.len());
         let mut shared = Vec::with_capacity(listeners.len());
         for _ in &listeners {
@@ -106,12 +121,48 @@ impl ServerBuilder {
         Ok(Server {
             config,
             listeners,
+            tls_first: self.tls.first,
+            tls_listeners,
+            tls_addr,
             polls,
             local_addr,
             shared: shared.into(),
             counts,
         })
     }
+}
+
+type TlsListeners = Vec<(std::net::TcpListener, TlsConfig)>;
+
+/// The wss listener beside a plain one (one per reactor too, on one port), and the
+/// address serving wss.
+#[cfg(feature = "tls")]
+fn listen_tls(
+    tls: &TlsListen,
+    local_addr: SocketAddr,
+    reactors: usize,
+    backlog: u32,
+) -> std::io::Result<(TlsListeners, Option<SocketAddr>)> {
+    let Some((addr, config)) = &tls.second else {
+        return Ok((Vec::new(), tls.first.as_ref().map(|_| local_addr)));
+    };
+    let first = listen(*addr, backlog)?;
+    let addr = first.local_addr()?;
+    let mut listeners = vec![(first, config.clone())];
+    for _ in 1..reactors {
+        listeners.push((listen(addr, backlog)?, config.clone()));
+    }
+    Ok((listeners, Some(addr)))
+}
+
+#[cfg(not(feature = "tls"))]
+fn listen_tls(
+    _: &TlsListen,
+    _: SocketAddr,
+    _: usize,
+    _: u32,
+) -> std::io::Result<(TlsListeners, Option<SocketAddr>)> {
+    Ok((Vec::new(), None))
 }
 
 fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
@@ -129,6 +180,11 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListen
 pub struct Server {
     config: Config,
     listeners: Vec<std::net::TcpListener>,
+    /// The TLS configuration of `listeners`, when they serve wss.
+    tls_first: Option<TlsConfig>,
+    /// Listeners serving wss beside plain `listeners`, one per reactor.
+    tls_listeners: Vec<(std::net::TcpListener, TlsConfig)>,
+    tls_addr: Option<SocketAddr>,
     polls: Vec<Poll>,
     local_addr: SocketAddr,
     shared: Arc<[Arc<Shared>]>,
@@ -155,6 +211,13 @@ impl Server {
         self.local_addr
     }
 
+    /// The address serving wss:// (feature `tls`): `local_addr` when the server
+    /// serves only wss, the second listener's when it serves both; `None` without
+    /// TLS.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
     /// A sender for this server, usable before it runs (for example to stop a server
     /// that [`run`](Server::run)s on the caller's thread).
     pub fn sender(&self) -> Sender {
@@ -173,12 +236,14 @@ impl Server {
         self.start_bridge()?;
         let sender = self.sender();
         let local_addr = self.local_addr;
+        let tls_addr = self.tls_addr;
         let mut threads = Vec::new();
         for (index, parts) in self.into_parts(handler).into_iter().enumerate() {
             threads.push(spawn_reactor(index, parts)?);
         }
         Ok(ServerHandle {
             local_addr,
+            tls_addr,
             sender,
             threads: Mutex::new(threads),
         })
@@ -224,11 +289,14 @@ impl Server {
         let Server {
             config,
             listeners,
+            tls_first,
+            tls_listeners,
             polls,
             shared,
             counts,
             ..
         } = self;
+        let mut tls_listeners = tls_listeners.into_iter();
         listeners
             .into_iter()
             .zip(polls)
@@ -236,7 +304,11 @@ impl Server {
             .map(|(index, (listener, poll))| ReactorParts {
                 index: index as u16,
                 poll,
-                listener,
+                listeners: Listeners {
+                    first: listener,
+                    first_tls: tls_first.clone(),
+                    second: tls_listeners.next(),
+                },
                 handler: handler.clone(),
                 pubsub: PubSub::new(
                     counts.clone(),
@@ -254,7 +326,7 @@ impl Server {
 struct ReactorParts<H> {
     index: u16,
     poll: Poll,
-    listener: std::net::TcpListener,
+    listeners: Listeners,
     handler: H,
     config: Config,
     shared: Arc<Shared>,
@@ -266,7 +338,7 @@ impl<H: Handler> ReactorParts<H> {
         Reactor::new(
             self.index,
             self.poll,
-            self.listener,
+            self.listeners,
             self.handler,
             self.config,
             self.shared,
@@ -305,6 +377,7 @@ fn join(threads: Vec<JoinHandle<()>>) -> Result<()> {
 /// A running server: its address, its counters, a [`Sender`], and shutdown.
 pub struct ServerHandle {
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     sender: Sender,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -313,6 +386,11 @@ impl ServerHandle {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address serving wss:// (see [`Server::tls_addr`]).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// A sender, to send to connections from any thread.

@@ -289,6 +289,9 @@ impl<H: Handler> Reactor<H> {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
+        if let Some((mut listener, _)) = self.tls_listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
         self.accept_pending = false;
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {

@@ -53,6 +53,8 @@ pub(crate) mod flag {
     /// compressor did not make (a shared frame), or one of its compressed
     /// messages was refused: reset the compressor before its next message.
     pub(crate) const DEFLATE_RESET: u16 = 256;
+    /// A wss connection: its bytes pass through its TLS session (`tls.rs`).
+    pub(crate) const TLS: u16 = 512;
 }
 
 /// A connection slot.

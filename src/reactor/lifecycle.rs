@@ -37,8 +37,9 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = self.conns.get(key) else {
             return;
         };
-        let waiting =
-            conn.output != NONE || (conn.phase == Phase::Draining && !conn.has(flag::WRITE_SHUT));
+        let waiting = conn.output != NONE
+            || (conn.phase == Phase::Draining && !conn.has(flag::WRITE_SHUT))
+            || (conn.has(flag::TLS) && self.output.tls.sealed(key));
         if waiting {
             self.finish_turn(key);
         }
@@ -51,6 +52,7 @@ impl<H: Handler> Reactor<H> {
         if let Some(conn) = self.conns.get_mut(key)
             && conn.has(flag::READ_PAUSED)
             && self.output.queued(conn) <= self.config.max_backpressure
+            && !(conn.has(flag::TLS) && self.output.tls.sealed(key))
         {
             conn.clear(flag::READ_PAUSED);
             self.deferred.push(key);
@@ -91,8 +93,11 @@ impl<H: Handler> Reactor<H> {
                 Next::Gone => return self.peer_gone(key),
                 Next::Wait(_) => {
                     // Backpressure met (published messages batched for this turn
-                    // meet it only here): on_drain once the queue empties.
-                    if let Some(conn) = self.conns.get_mut(key) {
+                    // meet it only here): on_drain once the queue empties. Only
+                    // TLS records waiting (no queue) is not backpressure.
+                    if let Some(conn) = self.conns.get_mut(key)
+                        && conn.output != NONE
+                    {
                         conn.set(flag::WANTS_DRAIN);
                     }
                     return;
@@ -102,6 +107,16 @@ impl<H: Handler> Reactor<H> {
                     if let Some(conn) = self.conns.get_mut(key)
                         && !conn.has(flag::WRITE_SHUT)
                     {
+                        if conn.has(flag::TLS) {
+                            // close_notify after the WebSocket close, before the FIN.
+                            let generation = conn.generation;
+                            self.output.tls.close_notify(key, generation);
+                            match self.output.tls.flush(key, generation, &mut conn.stream) {
+                                Ok(true) => {}
+                                Ok(false) => return, // the rest at a writable event
+                                Err(_) => return self.remove(key),
+                            }
+                        }
                         conn.set(flag::WRITE_SHUT);
                         if conn.stream.shutdown(Shutdown::Write).is_err() {
                             self.remove(key);
@@ -269,6 +284,9 @@ impl<H: Handler> Reactor<H> {
         };
         self.pubsub.remove_conn(&mut conn);
         self.output.release(Owner::of(key, &conn), &mut conn);
+        if conn.has(flag::TLS) {
+            self.output.tls.end(key);
+        }
         if let Some(inflaters) = self.inflaters.as_mut() {
             inflaters.forget(key, conn.generation);
         }

@@ -23,6 +23,7 @@ mod read;
 #[cfg(test)]
 mod tests;
 pub(crate) mod timer;
+pub(crate) mod tls;
 pub(crate) mod topics;
 
 use std::collections::VecDeque;
@@ -42,6 +43,7 @@ use conn::Conn;
 use deflate::{Compressors, Inflaters};
 use output::Output;
 use timer::{Entry, Stamp, TimerWheel};
+use tls::TlsConfig;
 use topics::PubSub;
 
 // A token packs a slab key (low 32 bits) and its generation (high 32 bits).
@@ -52,6 +54,8 @@ const _: () = assert!(
 
 const LISTENER: Token = Token(usize::MAX);
 pub(crate) const WAKER: Token = Token(usize::MAX - 1);
+/// The second listener, which serves wss beside a plain one.
+const LISTENER_TLS: Token = Token(usize::MAX - 2);
 
 /// The size of the shared read buffer.
 const SCRATCH: usize = 64 * 1024;
@@ -84,6 +88,10 @@ pub(crate) struct Reactor<H: Handler> {
     index: u16,
     poll: Poll,
     listener: Option<TcpListener>,
+    /// The TLS configuration of `listener`, when it serves wss.
+    listener_tls: Option<TlsConfig>,
+    /// A second listener serving wss beside a plain `listener`, and its configuration.
+    tls_listener: Option<(TcpListener, TlsConfig)>,
     conns: Slab<Conn<H::Session>>,
     inputs: Slab<ReadBuf>,
     pool: BufferPool,
@@ -122,15 +130,24 @@ impl<H: Handler> Reactor<H> {
     pub(crate) fn new(
         index: u16,
         poll: Poll,
-        listener: std::net::TcpListener,
+        listeners: Listeners,
         handler: H,
         config: Config,
         shared: Arc<Shared>,
         pubsub: PubSub,
     ) -> io::Result<Reactor<H>> {
-        let mut listener = TcpListener::from_std(listener);
+        let mut listener = TcpListener::from_std(listeners.first);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let tls_listener = match listeners.second {
+            Some((second, tls)) => {
+                let mut second = TcpListener::from_std(second);
+                poll.registry()
+                    .register(&mut second, LISTENER_TLS, Interest::READABLE)?;
+                Some((second, tls))
+            }
+            None => None,
+        };
         let wheel = TimerWheel::new(config.timer_tick(), Instant::now(), config.timer_origin);
         let timeouts = Timeouts {
             handshake: config.handshake_timeout.map(|t| wheel.ticks(t)),
@@ -145,6 +162,8 @@ impl<H: Handler> Reactor<H> {
             index,
             poll,
             listener: Some(listener),
+            listener_tls: listeners.first_tls,
+            tls_listener,
             conns: Slab::new(),
             inputs: Slab::new(),
             pool: BufferPool::new(config.pooled_buffers, POOLED, max_pooled),
@@ -194,7 +213,7 @@ impl<H: Handler> Reactor<H> {
             self.output.stats.turns += 1;
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_pending = true,
+                    LISTENER | LISTENER_TLS => self.accept_pending = true,
                     WAKER => self.commands_pending = true,
                     Token(token) => {
                         let key = token & 0xffff_ffff;
@@ -253,27 +272,44 @@ impl<H: Handler> Reactor<H> {
         if self.accept_paused {
             return;
         }
-        for _ in 0..ACCEPT_BUDGET {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, _)) => self.add(stream),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(_) => {
-                    // Out of file descriptors (or memory): retry at the next tick
-                    // rather than spin. Pending connections wait in the backlog.
-                    self.accept_paused = true;
-                    return;
+        // Each listener gets the budget: a flood on one does not starve the other.
+        let mut more = false;
+        for second in [false, true] {
+            let mut budget_spent = true;
+            for _ in 0..ACCEPT_BUDGET {
+                let (listener, tls) = match (second, &self.listener, &self.tls_listener) {
+                    (false, Some(listener), _) => (listener, self.listener_tls.as_ref()),
+                    (true, Some(_), Some((listener, tls))) => (listener, Some(tls)),
+                    _ => {
+                        budget_spent = false;
+                        break;
+                    }
+                };
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let tls = tls.cloned();
+                        self.add(stream, tls.as_ref());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        budget_spent = false;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                    Err(_) => {
+                        // Out of file descriptors (or memory): retry at the next tick
+                        // rather than spin. Pending connections wait in the backlog.
+                        self.accept_paused = true;
+                        return;
+                    }
                 }
             }
+            more |= budget_spent;
         }
-        self.accept_pending = true;
+        self.accept_pending = more;
     }
 
-    fn add(&mut self, mut stream: TcpStream) {
+    fn add(&mut self, mut stream: TcpStream, tls: Option<&TlsConfig>) {
         // Messages are written whole and corked: Nagle would only add latency.
         let _ = stream.set_nodelay(true);
         let generation = self.next_generation;
@@ -293,12 +329,27 @@ impl<H: Handler> Reactor<H> {
         {
             return;
         }
-        entry.insert(Conn::new(stream, generation));
+        let conn = entry.insert(Conn::new(stream, generation));
+        if let Some(tls) = tls {
+            if !self.output.tls.start(key, generation, tls) {
+                self.conns.remove(key);
+                return;
+            }
+            conn.set(conn::flag::TLS);
+        }
         self.output.stats.accepted += 1;
         if let Some(ticks) = self.timeouts.handshake {
             self.set_deadline(key, ticks);
         }
     }
+}
+
+/// A reactor's listening sockets: the first (plain, or TLS with its configuration)
+/// and an optional second one serving wss beside a plain first.
+pub(crate) struct Listeners {
+    pub(crate) first: std::net::TcpListener,
+    pub(crate) first_tls: Option<TlsConfig>,
+    pub(crate) second: Option<(std::net::TcpListener, TlsConfig)>,
 }
 
 /// Whether `text` can be sent as a header value (no CR, LF or NUL to split the

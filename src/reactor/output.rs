@@ -18,6 +18,7 @@ use bytes::Bytes;
 use super::conn::{Conn, NONE, Phase, flag};
 use super::deflate::Compressors;
 use super::queue::{OutQueue, Queues, write_once};
+use super::tls::Sessions;
 use crate::compression::Compress;
 use crate::config::BackpressurePolicy;
 use crate::handler::ConnId;
@@ -107,6 +108,8 @@ pub(crate) struct Output {
     policy: BackpressurePolicy,
     /// permessage-deflate's compressors (`None` when compression is off).
     pub(crate) deflate: Option<Box<Compressors>>,
+    /// The TLS sessions of wss connections, which their bytes are written through.
+    pub(crate) tls: Sessions,
     pub(crate) stats: LocalStats,
 }
 
@@ -125,6 +128,7 @@ impl Output {
             max_backpressure,
             policy,
             deflate: None,
+            tls: Sessions::default(),
             stats: LocalStats::default(),
         }
     }
@@ -416,7 +420,11 @@ impl Output {
                     count += 1;
                 }
             }
-            write_once(&mut conn.stream, &slices[..count]).unwrap_or(0)
+            let tls = conn.has(flag::TLS);
+            let mut sink =
+                self.tls
+                    .sink(owner.key as usize, owner.generation, tls, &mut conn.stream);
+            write_once(&mut sink, &slices[..count]).unwrap_or(0)
         } else {
             0
         };
@@ -492,7 +500,11 @@ impl Output {
             return Ok(());
         }
         let written = if conn.output == NONE {
-            match write_once(&mut conn.stream, &[IoSlice::new(&self.cork.bytes)]) {
+            let tls = conn.has(flag::TLS);
+            let mut sink =
+                self.tls
+                    .sink(owner.key as usize, owner.generation, tls, &mut conn.stream);
+            match write_once(&mut sink, &[IoSlice::new(&self.cork.bytes)]) {
                 Ok(n) => n,
                 Err(e) => {
                     self.cork.bytes.clear();
@@ -517,20 +529,27 @@ impl Output {
     /// released when empty.
     pub(crate) fn flush<S>(&mut self, owner: Owner, conn: &mut Conn<S>) -> io::Result<Flushed> {
         self.flush_cork(owner, conn)?;
-        if conn.output == NONE {
-            return Ok(Flushed::All);
-        }
-        let Some(queue) = self.queues.get_mut(conn.output as usize) else {
-            conn.output = NONE;
-            return Ok(Flushed::All);
-        };
-        if queue.flush(&mut conn.stream)? {
+        let tls = conn.has(flag::TLS);
+        if let Some(queue) = self.queues.get_mut(conn.output as usize) {
+            let mut sink =
+                self.tls
+                    .sink(owner.key as usize, owner.generation, tls, &mut conn.stream);
+            if !queue.flush(&mut sink)? {
+                return Ok(Flushed::Partly);
+            }
             self.queues.remove(conn.output as usize);
-            conn.output = NONE;
-            Ok(Flushed::All)
-        } else {
-            Ok(Flushed::Partly)
         }
+        conn.output = NONE;
+        // A wss connection is flushed when its records are, too (and what rustls
+        // wrote on its own: handshake flights, alerts, key updates).
+        if tls
+            && !self
+                .tls
+                .flush(owner.key as usize, owner.generation, &mut conn.stream)?
+        {
+            return Ok(Flushed::Partly);
+        }
+        Ok(Flushed::All)
     }
 
     /// Writes the cork now if it has reached its limit (replies to a read full of

@@ -4,7 +4,6 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 
 use bytes::{Buf, Bytes, BytesMut};
-use mio::net::TcpStream;
 use slab::Slab;
 
 /// The most segments handed to one `writev`.
@@ -96,7 +95,7 @@ impl OutQueue {
 
     /// Writes as much as the kernel takes, with vectored writes. Returns `Ok(true)`
     /// when the queue is empty afterwards.
-    pub(crate) fn flush(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
+    pub(crate) fn flush(&mut self, stream: &mut impl Write) -> io::Result<bool> {
         self.freeze_tail();
         while !self.segments.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -135,7 +134,7 @@ impl OutQueue {
 
 /// Writes `bufs` once (vectored), retrying on EINTR. Returns how much was taken;
 /// `WouldBlock` counts as zero.
-pub(crate) fn write_once(stream: &mut TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+pub(crate) fn write_once(stream: &mut impl Write, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     loop {
         // One buffer (the usual cork) goes through write(2): writev(2) costs more in
         // the kernel for the same bytes.

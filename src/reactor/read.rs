@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::conn::{NONE, Phase, flag};
-use super::output::Owner;
+use super::output::{Flushed, Owner};
 use super::{Input, Reactor, STACK_HEADERS, is_header_text, read};
 use crate::handler::{ConnId, Handler, Socket, Upgrade};
 use crate::proto::deflate;
@@ -62,21 +62,51 @@ impl<H: Handler> Reactor<H> {
             // header, a trickled request) is appended to instead, so that a slow
             // client costs what it sent, not a buffer.
             let drained_on_short_read = !conn.has(flag::PEER_CLOSED);
+            let tls = conn.has(flag::TLS);
+            if tls && self.output.tls.sealed(key) {
+                // TLS records (a key update's answer, say) wait for a peer that does
+                // not read: what rustls holds stays bounded only if reading waits.
+                let owner = Owner::of(key, conn);
+                match self.output.flush(owner, conn) {
+                    Ok(Flushed::All) => {}
+                    Ok(Flushed::Partly) => {
+                        conn.set(flag::READ_PAUSED);
+                        break;
+                    }
+                    Err(_) => return self.peer_gone(key),
+                }
+            }
+            let generation = conn.generation;
             let (result, asked, input) = if conn.input == NONE {
                 let mut scratch = std::mem::take(&mut self.scratch);
-                let result = read(&mut conn.stream, &mut scratch);
+                let (result, asked) = if tls {
+                    let sessions = &mut self.output.tls;
+                    sessions.read(key, generation, &mut conn.stream, &mut scratch)
+                } else {
+                    (read(&mut conn.stream, &mut scratch), scratch.len())
+                };
                 let n = *result.as_ref().unwrap_or(&0);
-                (result, scratch.len(), Input::Scratch(scratch, n))
+                (result, asked, Input::Scratch(scratch, n))
             } else {
                 let mut held = std::mem::take(&mut self.inputs[conn.input as usize]);
-                if held.capacity() >= DIRECT_READ {
+                if !tls && held.capacity() >= DIRECT_READ {
                     let (result, asked) =
                         read_retrying(|| held.read_from(&conn.stream, DIRECT_READ));
                     (result, asked, Input::Held(held))
                 } else {
-                    let result = read(&mut conn.stream, &mut self.scratch);
+                    // A TLS read lands in the scratch buffer: rustls decrypts into
+                    // its own, so reading into the held buffer saves no copy.
+                    let (result, asked) = if tls {
+                        let sessions = &mut self.output.tls;
+                        sessions.read(key, generation, &mut conn.stream, &mut self.scratch)
+                    } else {
+                        (
+                            read(&mut conn.stream, &mut self.scratch),
+                            self.scratch.len(),
+                        )
+                    };
                     held.append(&self.scratch[..*result.as_ref().unwrap_or(&0)]);
-                    (result, self.scratch.len(), Input::Held(held))
+                    (result, asked, Input::Held(held))
                 }
             };
             match result {

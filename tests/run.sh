@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 echo "== cargo test"
 cargo test --workspace --locked
 
-echo "== the client over wss:// (feature tls: rustls with ring)"
-cargo test --locked --features tls --test client_tls
+echo "== wss:// in the client and the server (feature tls: rustls with ring)"
+cargo test --locked --features tls --test client_tls --test server_tls --test server_tls_abuse
 echo "== several nodes on a real redis-server (installs redis-server if missing)"
 bash tests/redis/run.sh
 

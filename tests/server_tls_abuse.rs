@@ -1,0 +1,310 @@
+//! Hostile peers at a wss:// listener (feature `tls`): plain HTTP, random bytes, a
+//! ClientHello cut short then silence, a ClientHello byte by byte, many stalled
+//! handshakes, a record header announcing more than TLS allows, and a flood of
+//! records (pings and key updates) from a peer that never reads. Each scenario
+//! checks what the bad peer gets, that a good wss client is served meanwhile, and
+//! that the heap stays under a bound stated in the test.
+//!
+//! The heap is the process's, counted by `util/live_alloc.rs`: the clients share
+//! it, so a bound that holds for it holds for the server. Scenarios run one at a
+//! time (`SERIAL`).
+#![cfg(feature = "tls")]
+
+#[path = "util/live_alloc.rs"]
+mod live_alloc;
+#[path = "util/tls.rs"]
+mod tls;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
+use tls::{Certs, certs, frame, read_frame, start_tls, tls_ws};
+use wsreactor::{Config, Handler, Message, ServerHandle, Socket};
+
+#[global_allocator]
+static HEAP: live_alloc::Live = live_alloc::Live;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const KIB: usize = 1024;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// For peers that must be closed for what they send, not by the timeout.
+const LONG: Duration = Duration::from_secs(8);
+
+#[derive(Clone)]
+struct Echo;
+
+impl Handler for Echo {
+    type Session = ();
+    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
+        ws.send(message);
+    }
+}
+
+fn start(certs: &Certs) -> ServerHandle {
+    start_with(certs, HANDSHAKE_TIMEOUT)
+}
+
+fn start_with(certs: &Certs, handshake_timeout: Duration) -> ServerHandle {
+    let config = Config::default()
+        .with_reactors(1)
+        .with_handshake_timeout(Some(handshake_timeout))
+        .with_close_timeout(Duration::from_millis(500))
+        .with_backpressure(256 * KIB, wsreactor::BackpressurePolicy::Drop);
+    start_tls(config, certs, Echo)
+}
+
+/// A good wss client: upgrades, and gets its message back.
+fn assert_served(addr: SocketAddr, config: &Arc<ClientConfig>) {
+    let mut s = tls_ws(addr, config);
+    s.write_all(&frame(0x1, true, b"good")).unwrap();
+    s.flush().unwrap();
+    assert_eq!(read_frame(&mut s), Some((0x81, b"good".to_vec())));
+}
+
+fn tcp(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Reads until the server closes; returns what it sent and when it closed.
+fn until_closed(s: &mut TcpStream) -> (Vec<u8>, Instant) {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return (all, Instant::now()),
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The first flight of a client: its ClientHello record(s).
+fn client_hello(config: &Arc<ClientConfig>) -> (ClientConnection, Vec<u8>) {
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = ClientConnection::new(config.clone(), name).unwrap();
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello).unwrap();
+    }
+    (conn, hello)
+}
+
+/// A TLS alert record (content type 21), as rustls sends before closing.
+fn is_alert(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&21)
+}
+
+#[test]
+fn plain_http_and_random_bytes_at_the_tls_port_get_an_alert_and_are_closed() {
+    let _serial = serial();
+    let certs = certs();
+    // A long handshake timeout: what closes these peers is their bytes.
+    let server = start_with(&certs, LONG);
+    let addr = server.local_addr();
+    let config = certs.client_config();
+    assert_served(addr, &config);
+    let before = live_alloc::live();
+    let mut http = tcp(addr);
+    http.write_all(tls::UPGRADE.as_bytes()).unwrap();
+    let mut random = tcp(addr);
+    let noise: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    random.write_all(&noise).unwrap();
+    let start = Instant::now();
+    let (got, closed) = until_closed(&mut http);
+    assert!(is_alert(&got), "{got:?}");
+    assert!(closed - start < LONG / 2, "closed at once");
+    let (got, closed) = until_closed(&mut random);
+    assert!(got.is_empty() || is_alert(&got), "{got:?}");
+    assert!(closed - start < LONG / 2, "closed at once");
+    assert_served(addr, &config);
+    assert!(live_alloc::live() < before + 64 * KIB);
+}
+
+#[test]
+fn a_record_announcing_more_than_tls_allows_is_refused_without_waiting_for_it() {
+    let _serial = serial();
+    let certs = certs();
+    let server = start_with(&certs, LONG);
+    let addr = server.local_addr();
+    let mut huge = tcp(addr);
+    // A handshake record of 65,535 bytes (TLS allows 16 KiB + 256), and some of it.
+    let mut record = vec![22, 3, 1, 0xff, 0xff];
+    record.extend(std::iter::repeat_n(0u8, 1000));
+    huge.write_all(&record).unwrap();
+    let start = Instant::now();
+    let (_, closed) = until_closed(&mut huge);
+    assert!(closed - start < LONG / 2, "refused at once");
+    // After the handshake too: an application-data record too long.
+    let config = certs.client_config();
+    let mut s = tls_ws(addr, &config);
+    s.sock.write_all(&[23, 3, 3, 0x48, 0x01]).unwrap();
+    s.sock.write_all(&[0u8; 512]).unwrap();
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    assert!(s.read_to_end(&mut buf).is_err(), "ends with an alert");
+    assert!(start.elapsed() < LONG / 2);
+    assert_served(addr, &config);
+}
+
+#[test]
+fn a_cut_client_hello_then_silence_is_dropped_at_the_handshake_timeout() {
+    let _serial = serial();
+    let certs = certs();
+    let server = start(&certs);
+    let addr = server.local_addr();
+    let config = certs.client_config();
+    let (_, hello) = client_hello(&config);
+    let mut cut = tcp(addr);
+    cut.write_all(&hello[..hello.len() / 2]).unwrap();
+    let start = Instant::now();
+    // Served meanwhile.
+    assert_served(addr, &config);
+    let (got, closed) = until_closed(&mut cut);
+    assert!(got.is_empty(), "no answer to half a hello: {got:?}");
+    let waited = closed - start;
+    assert!(
+        waited >= HANDSHAKE_TIMEOUT - Duration::from_millis(100) && waited < HANDSHAKE_TIMEOUT * 4,
+        "{waited:?}"
+    );
+    assert!(wait_rejected(&server, 1));
+}
+
+fn wait_rejected(server: &ServerHandle, n: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.stats().rejected < n {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+#[test]
+fn a_client_hello_sent_byte_by_byte_completes_the_handshake() {
+    let _serial = serial();
+    let certs = certs();
+    let server = start(&certs);
+    let config = certs.client_config();
+    let (mut conn, hello) = client_hello(&config);
+    let mut sock = tcp(server.local_addr());
+    for byte in &hello {
+        sock.write_all(std::slice::from_ref(byte)).unwrap();
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)
+            .expect("the handshake completes");
+    }
+    let mut s = rustls::StreamOwned::new(conn, sock);
+    s.write_all(tls::UPGRADE.as_bytes()).unwrap();
+    let head = tls::read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s.write_all(&frame(0x2, true, b"slowly")).unwrap();
+    s.flush().unwrap();
+    assert_eq!(read_frame(&mut s), Some((0x82, b"slowly".to_vec())));
+}
+
+/// Stalled handshakes cost the server a bounded amount each, all of it returned at
+/// the handshake timeout; a good client is served throughout.
+#[test]
+fn many_stalled_handshakes_are_bounded_and_let_go() {
+    const STALLED: usize = 500;
+    let _serial = serial();
+    let certs = certs();
+    let server = start(&certs);
+    let addr = server.local_addr();
+    let config = certs.client_config();
+    let (_, hello) = client_hello(&config);
+    assert_served(addr, &config);
+    let before = live_alloc::live();
+    let stalled: Vec<TcpStream> = (0..STALLED)
+        .map(|_| {
+            let mut s = tcp(addr);
+            s.write_all(&hello[..hello.len() - 10]).unwrap();
+            s
+        })
+        .collect();
+    assert_served(addr, &config);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.stats().accepted < STALLED as u64 + 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let during = live_alloc::live();
+    let each = during.saturating_sub(before) / STALLED;
+    println!("{each} bytes per stalled TLS handshake");
+    assert!(each < 16 * KIB, "{each} bytes per stalled handshake");
+    assert!(wait_rejected(&server, STALLED as u64));
+    drop(stalled);
+    assert_served(addr, &config);
+    let after = live_alloc::live();
+    // What stays is capacity kept for reuse: the slab's slots (under 128 bytes
+    // each) and the session map's buckets.
+    assert!(
+        after < before + 64 * KIB + STALLED * 256,
+        "{} bytes left after the stalled handshakes ended",
+        after.saturating_sub(before)
+    );
+}
+
+/// A peer that sends records and never reads: pings (each answered) and key updates
+/// (each asking for one back). Its answers wait under the backpressure limit and
+/// the reading stops; the heap stays bounded; others are served.
+#[test]
+fn a_record_flood_from_a_peer_that_never_reads_stays_bounded() {
+    let _serial = serial();
+    let certs = certs();
+    let server = start(&certs);
+    let addr = server.local_addr();
+    let config = certs.client_config();
+    assert_served(addr, &config);
+    let before = live_alloc::live();
+    let mut s = tls_ws(addr, &config);
+    s.sock.set_nonblocking(true).unwrap();
+    let ping = frame(0x9, true, &[b'p'; 125]);
+    let start = Instant::now();
+    let mut sent = 0usize;
+    // Each write a record of its own; a key update every 16 pings.
+    'flood: while start.elapsed() < Duration::from_secs(3) {
+        for i in 0..16 {
+            if i == 0 {
+                let _ = s.conn.refresh_traffic_keys();
+            }
+            let _ = s.conn.writer().write(&ping);
+        }
+        loop {
+            match s.conn.write_tls(&mut s.sock) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break 'flood,
+                Err(_) => break 'flood,
+            }
+            if !s.conn.wants_write() {
+                break;
+            }
+        }
+    }
+    println!(
+        "{} KiB of records sent before the server stopped reading",
+        sent / KIB
+    );
+    assert_served(addr, &config);
+    let grown = live_alloc::live().saturating_sub(before);
+    // The queue under the limit (256 KiB), what one read answers, rustls' sealed
+    // records (32 KiB), our client's own buffers.
+    assert!(grown < 1024 * KIB, "{} KiB grew", grown / KIB);
+    drop(s);
+    assert_served(addr, &config);
+}

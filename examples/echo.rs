@@ -6,7 +6,9 @@
 //!
 //! Flags: `--addr` (default 127.0.0.1:9001), `--threads` (default: one per core),
 //! `--max-message-size` in bytes (default 16 MiB), `--deflate off|shared|dedicated`
-//! (permessage-deflate, default off). It prints `listening on ADDR` once ready,
+//! (permessage-deflate, default off), `--tls-cert PEM --tls-key PEM` (built with
+//! `--features tls`: serve wss:// on `--addr` instead of ws://, or on `--tls-addr`
+//! beside ws:// on `--addr`). It prints `listening on ADDR` once ready,
 //! echoes text and binary messages exactly as received (through the default send:
 //! with deflate negotiated, replies over the threshold go out compressed), and shuts
 //! down gracefully on SIGINT or SIGTERM.
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wsreactor::{Compression, Config, Handler, Message, Server, Socket};
+use wsreactor::{Compression, Config, Handler, Message, Server, ServerBuilder, Socket};
 
 #[derive(Clone)]
 struct Echo;
@@ -26,6 +28,38 @@ impl Handler for Echo {
 
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
         ws.send(message);
+    }
+}
+
+/// `--tls-cert`, `--tls-key`, `--tls-addr`.
+#[derive(Default)]
+struct Tls {
+    cert: Option<String>,
+    key: Option<String>,
+    addr: Option<String>,
+}
+
+impl Tls {
+    /// The builder serving wss:// as the flags say.
+    fn apply(self, builder: ServerBuilder) -> Result<ServerBuilder, Box<dyn std::error::Error>> {
+        let (cert, key) = match (self.cert, self.key) {
+            (None, None) if self.addr.is_none() => return Ok(builder),
+            (Some(cert), Some(key)) => (cert, key),
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        };
+        #[cfg(feature = "tls")]
+        {
+            let config = wsreactor::tls::load_server_config(cert, key)?;
+            Ok(match self.addr {
+                Some(addr) => builder.tls_listener(addr.parse()?, config),
+                None => builder.tls(config),
+            })
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = (cert, key, builder);
+            Err("wss:// needs the example built with --features tls".into())
+        }
     }
 }
 
@@ -39,6 +73,7 @@ fn main() {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut addr = String::from("127.0.0.1:9001");
     let mut config = Config::default();
+    let mut tls = Tls::default();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -57,10 +92,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 };
                 config = config.with_compression(compression);
             }
+            "--tls-cert" => tls.cert = Some(value()?),
+            "--tls-key" => tls.key = Some(value()?),
+            "--tls-addr" => tls.addr = Some(value()?),
             "-h" | "--help" => {
                 println!(
                     "usage: echo [--addr HOST:PORT] [--threads N] [--max-message-size BYTES] \
-                     [--deflate off|shared|dedicated]"
+                     [--deflate off|shared|dedicated] \
+                     [--tls-cert PEM --tls-key PEM [--tls-addr HOST:PORT]]"
                 );
                 return Ok(());
             }
@@ -73,8 +112,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
 
     let reactors = config.reactors;
-    let server = Server::bind(addr.as_str(), config)?;
-    println!("listening on {} ({reactors} reactors)", server.local_addr());
+    let server = tls.apply(Server::builder().config(config))?;
+    let server = server.bind(addr.as_str())?;
+    match server.tls_addr() {
+        Some(wss) if wss == server.local_addr() => {
+            println!("listening on {} (wss, {reactors} reactors)", wss)
+        }
+        Some(wss) => println!(
+            "listening on {} ({reactors} reactors), wss on {wss}",
+            server.local_addr()
+        ),
+        None => println!("listening on {} ({reactors} reactors)", server.local_addr()),
+    }
     let handle = server.spawn(Echo)?;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));

@@ -7,6 +7,8 @@ use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use mio::net::TcpStream;
+
+use crate::tls::Session;
 use wsreactor::proto::deflate::{ClientDeflate, Inflater, PerMessageDeflate};
 use wsreactor::proto::frame::Role;
 use wsreactor::proto::handshake::{self, EMPTY_HEADER};
@@ -69,6 +71,8 @@ pub struct Client {
     pub received: u64,
     /// Messages sent from the echo scenario's stream.
     pub sent: u64,
+    /// wss://: the TLS session between the socket and the protocol.
+    pub tls: Option<Session>,
 }
 
 impl Client {
@@ -95,6 +99,7 @@ impl Client {
             deflate: None,
             received: 0,
             sent: 0,
+            tls: None,
         }
     }
 
@@ -130,6 +135,9 @@ impl Client {
 
     /// Writes `bytes`, queueing what the kernel does not take.
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Some(tls) = &mut self.tls {
+            return tls.send(&mut self.stream, bytes);
+        }
         if !self.output.is_empty() {
             self.output.extend_from_slice(bytes);
             return Ok(());
@@ -172,11 +180,17 @@ impl Client {
 
     /// Bytes written but not yet taken by the kernel.
     pub fn queued(&self) -> usize {
-        self.output.len()
+        let sealed = self.tls.as_ref().is_some_and(Session::waiting);
+        self.output.len() + usize::from(sealed)
     }
 
     /// Flushes queued bytes (on a writable event).
     pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(tls) = &mut self.tls {
+            // Bytes the role wrote itself (the upgrade request, pongs, the close).
+            let output = std::mem::take(&mut self.output);
+            return tls.send(&mut self.stream, &output);
+        }
         while !self.output.is_empty() {
             match self.stream.write(&self.output) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -201,7 +215,11 @@ impl Client {
         mut on_message: impl FnMut(&mut Client, Received<'_>),
     ) -> Result<(), Failure> {
         loop {
-            let n = match self.stream.read(scratch) {
+            let read = match &mut self.tls {
+                Some(tls) => tls.read(&mut self.stream, scratch),
+                None => self.stream.read(scratch),
+            };
+            let n = match read {
                 Ok(0) => {
                     return Err(if self.phase == Phase::Handshaking {
                         Failure::Handshake
@@ -230,7 +248,9 @@ impl Client {
                     self.flush().map_err(|_| Failure::Reset)?;
                 }
             }
-            if n < scratch.len() {
+            // A TLS read stops at a record: only `WouldBlock` says the socket is
+            // drained (its edge-triggered readiness will not come again otherwise).
+            if n < scratch.len() && self.tls.is_none() {
                 return Ok(());
             }
         }

@@ -11,6 +11,7 @@ mod report;
 mod run;
 mod server;
 mod soak;
+mod tls;
 mod worker;
 
 use std::path::PathBuf;
@@ -90,6 +91,13 @@ struct Common {
     /// Exit non-zero if any error was counted (for CI).
     #[arg(long)]
     strict: bool,
+    /// wss://: trust the certificates in this PEM file (wsload built with
+    /// `--features tls`).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// wss://: take any certificate (signatures still checked).
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Args, Clone)]
@@ -342,6 +350,8 @@ fn spec(common: &Common, scenario: Scenario) -> Spec {
         server_pid: common.server_pid,
         quiet: common.quiet,
         publish_url: None,
+        ca: common.ca.clone(),
+        insecure: common.insecure,
     }
 }
 
@@ -512,6 +522,8 @@ fn demo(args: &DemoArgs) -> Result<bool, String> {
         plot: None,
         quiet: args.quiet,
         strict: false,
+        ca: None,
+        insecure: false,
     };
     let mut echo = spec(&common, Scenario::Echo);
     echo.connections = args.connections;

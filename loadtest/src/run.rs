@@ -33,12 +33,16 @@ pub struct Spec {
     /// Topic: where the publisher connects (default: `url`), for a publisher on
     /// one node and subscribers on another.
     pub publish_url: Option<String>,
+    /// wss://: trusted roots (PEM), or no verification.
+    pub ca: Option<std::path::PathBuf>,
+    pub insecure: bool,
 }
 
-/// A ws:// URL's address (resolved, loopback only), host header and path.
+/// A ws:// (or wss://) URL's address (resolved, loopback only), host header and path.
 pub fn parse_url(url: &str, raw: bool) -> Result<(SocketAddr, String, String), String> {
     let rest = url
         .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"))
         .or_else(|| raw.then(|| url.strip_prefix("tcp://")).flatten())
         .ok_or_else(|| format!("{url}: only ws:// URLs (tcp:// with --raw)"))?;
     let (authority, path) = match rest.find('/') {
@@ -59,6 +63,7 @@ pub fn parse_url(url: &str, raw: bool) -> Result<(SocketAddr, String, String), S
 
 pub fn execute(spec: &Spec) -> Result<Report, String> {
     let (target, host, path) = parse_url(&spec.url, spec.raw)?;
+    let tls = crate::tls::options(&spec.url, spec.ca.as_deref(), spec.insecure)?;
     let threads = spec.threads.max(1);
     let total = spec.connections;
     // One source address per 10,000 connections (at least one), so no address
@@ -95,6 +100,7 @@ pub fn execute(spec: &Spec) -> Result<Report, String> {
             },
             sender: t == 0 && spec.scenario != Scenario::Topic,
             base,
+            tls: tls.clone(),
         };
         first_index += share;
         let control = Arc::clone(&control);
@@ -109,6 +115,7 @@ pub fn execute(spec: &Spec) -> Result<Report, String> {
     if spec.scenario == Scenario::Topic {
         let url = spec.publish_url.as_deref().unwrap_or(&spec.url);
         let (target, host, path) = parse_url(url, false)?;
+        let tls = crate::tls::options(url, spec.ca.as_deref(), spec.insecure)?;
         let plan = Plan {
             scenario: spec.scenario,
             target,
@@ -126,6 +133,7 @@ pub fn execute(spec: &Spec) -> Result<Report, String> {
             rate: spec.rate,
             sender: true,
             base,
+            tls,
         };
         let control = Arc::clone(&control);
         let handle = std::thread::Builder::new()

@@ -78,6 +78,8 @@ pub struct Plan {
     pub sender: bool,
     /// The clock all workers share, for timestamps inside broadcast payloads.
     pub base: Instant,
+    /// wss://: how each client makes its TLS session.
+    pub tls: Option<crate::tls::Options>,
 }
 
 /// What workers and the main thread share.
@@ -436,6 +438,15 @@ impl Worker {
             let key = entry.key();
             let mut client = Client::new(stream, index as u64 + 1, Instant::now());
             client.offer_deflate = self.plan.deflate;
+            if let Some(options) = &self.plan.tls {
+                match crate::tls::Session::new(options) {
+                    Ok(session) => client.tls = Some(session),
+                    Err(_) => {
+                        self.fail_count(Failure::Connect);
+                        continue;
+                    }
+                }
+            }
             let interest = Interest::READABLE | Interest::WRITABLE;
             if self
                 .poll

@@ -208,6 +208,7 @@ pub fn execute(spec: &Spec) -> Result<SoakReport, String> {
         rate: 0.0,
         sender: false,
         base: Instant::now(),
+        tls: None,
     };
 
     let mut rounds: Vec<Round> = Vec::new();

@@ -9,7 +9,8 @@ echo "== cargo test"
 cargo test --workspace --locked
 
 echo "== wss:// in the client and the server (feature tls: rustls with ring)"
-cargo test --locked --features tls --test client_tls --test server_tls --test server_tls_abuse
+cargo test --locked --features tls --test client_tls --test server_tls --test server_tls_abuse \
+    --test server_tls_memory
 echo "== several nodes on a real redis-server (installs redis-server if missing)"
 bash tests/redis/run.sh
 

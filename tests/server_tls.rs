@@ -405,3 +405,20 @@ fn a_server_config_loads_from_pem_files() {
         Incoming::Message(Message::Text("pem"))
     );
 }
+
+/// A peer's key update asks for ours: the server's records after it are under its
+/// new keys, and its key update must reach the peer before them.
+#[test]
+fn key_updates_both_ways_keep_the_echo_going() {
+    let certs = certs();
+    let (probe, _, _) = Probe::new();
+    let server = start_tls(config(), &certs, probe);
+    let mut s = tls_ws(server.local_addr(), &certs.client_config());
+    for round in 0..5u8 {
+        s.conn.refresh_traffic_keys().unwrap();
+        let payload = vec![round; 100 + 7000 * round as usize];
+        s.write_all(&frame(0x2, true, &payload)).unwrap();
+        s.flush().unwrap();
+        assert_eq!(read_frame(&mut s), Some((0x82, payload)), "round {round}");
+    }
+}

@@ -5,17 +5,33 @@
 //! slot's generation to check), so that plain connections pay nothing: not a byte
 //! in the slot, not a branch beyond the flag test.
 //!
-//! Reads: ciphertext goes from the socket into rustls, plaintext comes out into the
-//! same scratch (or held) buffer a plain read would fill, and proto never knows.
-//! Writes: the cork and the queue are plaintext, as for a plain connection; the
-//! [`Sink`] they are written to encrypts into rustls and writes the records to the
-//! socket. rustls keeps at most [`SEALED_LIMIT`] bytes of records the kernel did not
-//! take; past that it takes no more plaintext, which then waits in the connection's
-//! queue, under the usual backpressure limit.
+//! The session is rustls' *unbuffered* one: records pass through two buffers the
+//! reactor shares between its wss connections, and a connection keeps only what is
+//! left over: a partial record between reads, records the kernel refused between
+//! writes. An idle wss connection holds no buffer. (rustls' buffered connection
+//! keeps a 4 KiB read buffer for each connection as long as it lives: measured at
+//! 7.8 KiB per idle connection against 2.3 KiB for this one; docs/BENCHMARKS.md.)
+//!
+//! Reads: records from the socket land in the shared buffer behind any held
+//! partial record, and their plaintext is written into the same scratch (or held)
+//! buffer a plain read fills, so proto never knows. Writes: the cork and the queue
+//! are plaintext, as for a plain connection; the [`Sink`] they are written to
+//! gathers small pieces into shared records, encrypts into the shared buffer and
+//! writes at once. What the kernel refuses stays as records in the session, and no
+//! more plaintext is taken until it is written: plaintext waits in the
+//! connection's queue, under the usual backpressure limit.
 
+#[cfg(feature = "tls")]
+use std::io::Read;
 use std::io::{self, IoSlice, Write};
 
 use mio::net::TcpStream;
+#[cfg(feature = "tls")]
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+#[cfg(feature = "tls")]
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncodeTlsData, EncryptError, UnbufferedStatus,
+};
 
 /// The TLS configuration a listener serves with.
 #[cfg(feature = "tls")]
@@ -26,30 +42,67 @@ pub(crate) type TlsConfig = std::sync::Arc<rustls::ServerConfig>;
 #[derive(Clone, Debug)]
 pub(crate) enum TlsConfig {}
 
-/// Encrypted bytes rustls may hold for a connection beyond what the kernel took,
-/// before it refuses more plaintext (which then waits in the connection's queue).
-#[cfg(feature = "tls")]
-const SEALED_LIMIT: usize = 32 * 1024;
-
-/// One connection's TLS state.
+/// One connection's TLS state: rustls' unbuffered session, whose records pass
+/// through the reactor's shared buffers, and what is left between reads and
+/// writes. An idle connection holds neither: both vectors are empty and
+/// unallocated.
 #[cfg(feature = "tls")]
 struct Session {
-    tls: rustls::ServerConnection,
+    tls: UnbufferedServerConnection,
     generation: u32,
+    /// Received bytes not yet used: a partial record, or the records of a
+    /// handshake message not yet whole.
+    incoming: Vec<u8>,
+    /// Records made and not yet taken by the kernel (at most what one write made,
+    /// plus rustls' own: handshake flights, alerts, key updates).
+    outgoing: Vec<u8>,
+    /// The peer's stream ended (close_notify, or a TCP close without it).
+    ended: bool,
+    /// close_notify is made.
+    notified: bool,
 }
+
+/// The reactor's shared TLS buffer: reads land in it and records are made in it.
+/// Large enough for a handshake message at rustls' limit (64 KiB) and a read.
+#[cfg(feature = "tls")]
+const CIPHER: usize = 128 * 1024 + 1024;
+
+/// Plaintext encrypted per call: whole 16 KiB records, and room in `CIPHER` for
+/// their headers and tags.
+#[cfg(feature = "tls")]
+const CHUNK: usize = 64 * 1024;
+
+/// Small plaintext pieces (a cork, a frame header and its payload) are gathered up
+/// to this before they are encrypted, so that they share a record.
+#[cfg(feature = "tls")]
+const GATHER: usize = 16 * 1024;
 
 /// The TLS sessions of a reactor's wss connections.
 #[derive(Default)]
 pub(crate) struct Sessions {
     #[cfg(feature = "tls")]
     map: std::collections::HashMap<u32, Box<Session>>,
+    /// Allocated by the first wss connection: a plain reactor pays nothing.
+    #[cfg(feature = "tls")]
+    cipher: Vec<u8>,
+    #[cfg(feature = "tls")]
+    gather: Vec<u8>,
 }
 
 /// What a connection's bytes are written to: its socket, or its TLS session.
 pub(crate) enum Sink<'a> {
     Plain(&'a mut TcpStream),
     #[cfg(feature = "tls")]
-    Tls(&'a mut rustls::ServerConnection, &'a mut TcpStream),
+    Tls(Writer<'a>),
+}
+
+/// The write side of a TLS session, with the reactor's buffers.
+#[cfg(feature = "tls")]
+pub(crate) struct Writer<'a> {
+    session: &'a mut Session,
+    cipher: &'a mut Vec<u8>,
+    gather: &'a mut Vec<u8>,
+    stream: &'a mut TcpStream,
 }
 
 #[cfg(feature = "tls")]
@@ -57,12 +110,22 @@ impl Sessions {
     /// Starts a TLS session for slot `key`. `false` if rustls refuses (it does not
     /// for a valid configuration).
     pub(crate) fn start(&mut self, key: usize, generation: u32, config: &TlsConfig) -> bool {
-        let Ok(mut tls) = rustls::ServerConnection::new(config.clone()) else {
+        let Ok(tls) = UnbufferedServerConnection::new(config.clone()) else {
             return false;
         };
-        tls.set_buffer_limit(Some(SEALED_LIMIT));
-        self.map
-            .insert(key as u32, Box::new(Session { tls, generation }));
+        if self.cipher.is_empty() {
+            self.cipher = vec![0; CIPHER];
+            self.gather = Vec::with_capacity(GATHER);
+        }
+        let session = Session {
+            tls,
+            generation,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+            ended: false,
+            notified: false,
+        };
+        self.map.insert(key as u32, Box::new(session));
         true
     }
 
@@ -71,19 +134,12 @@ impl Sessions {
         self.map.remove(&(key as u32));
     }
 
-    fn get(&mut self, key: usize, generation: u32) -> Option<&mut rustls::ServerConnection> {
-        self.map
-            .get_mut(&(key as u32))
-            .filter(|s| s.generation == generation)
-            .map(|s| &mut s.tls)
-    }
-
-    /// Reads plaintext into `buf`: from what rustls already decrypted, else from the
-    /// socket. Returns the result and how much a read that drained the socket stays
-    /// under (`buf.len()`, or the count itself when the peer's end is pending and
-    /// must be read next, since it raises no edge of its own). `Ok(0)` is the end of
-    /// the stream: the peer's close_notify, or a TCP close without one. A TLS error
-    /// answers with its alert (best effort) and is `InvalidData`.
+    /// Reads plaintext into `buf`. Returns the result and how much a read that
+    /// drained the socket stays under: `buf.len()`, or the count itself when more
+    /// may wait (the socket was not drained, or the end of the stream is next and
+    /// raises no edge of its own). `Ok(0)` is the end of the stream: the peer's
+    /// close_notify, or a TCP close without one. A TLS error answers with its alert
+    /// (best effort) and is `InvalidData`.
     pub(crate) fn read(
         &mut self,
         key: usize,
@@ -91,74 +147,135 @@ impl Sessions {
         stream: &mut TcpStream,
         buf: &mut [u8],
     ) -> (io::Result<usize>, usize) {
-        let Some(tls) = self.get(key, generation) else {
+        let Some(session) = self
+            .map
+            .get_mut(&(key as u32))
+            .filter(|s| s.generation == generation)
+        else {
             return (Err(io::ErrorKind::NotConnected.into()), buf.len());
         };
+        let cipher = &mut self.cipher;
         let mut filled = 0;
         loop {
-            // Plaintext first: rustls takes no more records while it holds 16 KiB.
-            match io::Read::read(&mut tls.reader(), &mut buf[filled..]) {
-                Ok(0) => return (Ok(filled), filled), // close_notify: the end is next
-                Ok(n) => {
-                    filled += n;
-                    if filled == buf.len() {
-                        return (Ok(filled), buf.len());
-                    }
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // The TCP stream ended without close_notify.
-                Err(_) => return (Ok(filled), filled),
+            if session.ended {
+                return (Ok(filled), filled);
             }
-            match tls.read_tls(stream) {
+            // What is held goes first, the socket's bytes after it. Plaintext is
+            // never longer than its records: reading no more than `buf` has room
+            // for keeps it in `buf`.
+            let held = session.incoming.len();
+            cipher[..held].copy_from_slice(&session.incoming);
+            let room = if session.tls.is_handshaking() {
+                CIPHER
+            } else {
+                (buf.len() - filled).saturating_sub(held)
+            };
+            let asked = room.min(CIPHER - held);
+            if asked == 0 {
+                if filled > 0 {
+                    return (Ok(filled), filled);
+                }
+                // A handshake message past rustls' own limit: it refuses it first.
+                return (Err(io::ErrorKind::InvalidData.into()), 0);
+            }
+            let n = match stream.read(&mut cipher[held..held + asked]) {
                 Ok(0) => {
-                    // The end of the TCP stream: the reader reports it next round.
-                    if let Err(e) = tls.process_new_packets() {
-                        return fail(tls, stream, e);
-                    }
+                    session.ended = true;
+                    0
                 }
-                Ok(_) => {
-                    if let Err(e) = tls.process_new_packets() {
-                        return fail(tls, stream, e);
-                    }
-                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if filled > 0 {
-                        return (Ok(filled), buf.len());
-                    }
-                    return (Err(e), buf.len());
+                    return if filled > 0 {
+                        (Ok(filled), buf.len())
+                    } else {
+                        (Err(e), buf.len())
+                    };
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return (Err(e), buf.len()),
+            };
+            let end = held + n;
+            let result = records(
+                &mut session.tls,
+                &mut cipher[..end],
+                &mut buf[filled..],
+                &mut session.outgoing,
+            );
+            match result {
+                Ok(done) => {
+                    keep(&mut session.incoming, &cipher[done.consumed..end]);
+                    filled += done.plain;
+                    session.ended |= done.closed;
+                }
+                Err(e) => {
+                    alert(&mut session.tls, &mut session.outgoing);
+                    let _ = write_out(&mut session.outgoing, stream);
+                    return (Err(io::Error::new(io::ErrorKind::InvalidData, e)), 0);
+                }
+            }
+            if session.ended {
+                return (Ok(filled), filled);
+            }
+            if n < asked {
+                // A short read: the socket is drained.
+                return if filled > 0 {
+                    (Ok(filled), buf.len())
+                } else {
+                    (Err(io::ErrorKind::WouldBlock.into()), buf.len())
+                };
+            }
+            if filled > 0 {
+                return (Ok(filled), filled);
             }
         }
     }
 
-    /// Whether encrypted bytes wait for the kernel.
+    /// Whether records wait for the kernel.
     pub(crate) fn sealed(&self, key: usize) -> bool {
         self.map
             .get(&(key as u32))
-            .is_some_and(|s| s.tls.wants_write())
+            .is_some_and(|s| !s.outgoing.is_empty())
     }
 
-    /// Writes the encrypted bytes waiting for the kernel. `Ok(true)` when none are
-    /// left.
+    /// Writes the records waiting for the kernel. `Ok(true)` when none are left.
     pub(crate) fn flush(
         &mut self,
         key: usize,
         generation: u32,
         stream: &mut TcpStream,
     ) -> io::Result<bool> {
-        match self.get(key, generation) {
-            Some(tls) => write_sealed(tls, stream),
+        match self
+            .map
+            .get_mut(&(key as u32))
+            .filter(|s| s.generation == generation)
+        {
+            Some(session) => write_out(&mut session.outgoing, stream),
             None => Ok(true),
         }
     }
 
-    /// Queues close_notify (once), to leave with the next flush.
+    /// Makes close_notify (once), to leave with the next flush.
     pub(crate) fn close_notify(&mut self, key: usize, generation: u32) {
-        if let Some(tls) = self.get(key, generation) {
-            tls.send_close_notify();
+        let Some(session) = self
+            .map
+            .get_mut(&(key as u32))
+            .filter(|s| s.generation == generation)
+        else {
+            return;
+        };
+        if session.notified || write_traffic(session).is_err() {
+            return;
+        }
+        session.notified = true;
+        let Session { tls, outgoing, .. } = &mut **session;
+        let status = tls.process_tls_records(&mut []);
+        if let Ok(ConnectionState::WriteTraffic(mut traffic)) = status.state {
+            let _ = grow_into(outgoing, |out| {
+                traffic.queue_close_notify(out).map_err(|e| match e {
+                    EncryptError::InsufficientSize(s) => Some(s.required_size),
+                    _ => None,
+                })
+            });
         }
     }
 
@@ -170,77 +287,299 @@ impl Sessions {
         tls: bool,
         stream: &'a mut TcpStream,
     ) -> Sink<'a> {
-        if tls && let Some(session) = self.get(key, generation) {
-            return Sink::Tls(session, stream);
+        if tls
+            && let Some(session) = self
+                .map
+                .get_mut(&(key as u32))
+                .filter(|s| s.generation == generation)
+        {
+            return Sink::Tls(Writer {
+                session,
+                cipher: &mut self.cipher,
+                gather: &mut self.gather,
+                stream,
+            });
         }
         Sink::Plain(stream)
     }
 }
 
-/// A TLS error: the alert rustls queued goes out if the kernel takes it.
+/// What [`records`] did with a read's bytes.
 #[cfg(feature = "tls")]
-fn fail(
-    tls: &mut rustls::ServerConnection,
-    stream: &mut TcpStream,
-    error: rustls::Error,
-) -> (io::Result<usize>, usize) {
-    let _ = write_sealed(tls, stream);
-    (Err(io::Error::new(io::ErrorKind::InvalidData, error)), 0)
+struct Records {
+    /// Bytes used from the front (the rest is kept for the next read).
+    consumed: usize,
+    /// Plaintext written.
+    plain: usize,
+    /// The peer sent close_notify.
+    closed: bool,
 }
 
-/// Writes what rustls holds encrypted until the kernel refuses. `Ok(true)` when it
-/// holds nothing more.
+/// Runs the received bytes through rustls: handshake messages answered into
+/// `outgoing`, application data decrypted into `plain`.
 #[cfg(feature = "tls")]
-fn write_sealed(tls: &mut rustls::ServerConnection, stream: &mut TcpStream) -> io::Result<bool> {
-    while tls.wants_write() {
-        match tls.write_tls(stream) {
+fn records(
+    tls: &mut UnbufferedServerConnection,
+    incoming: &mut [u8],
+    plain: &mut [u8],
+    outgoing: &mut Vec<u8>,
+) -> Result<Records, rustls::Error> {
+    let mut done = Records {
+        consumed: 0,
+        plain: 0,
+        closed: false,
+    };
+    loop {
+        let UnbufferedStatus { discard, state } =
+            tls.process_tls_records(&mut incoming[done.consumed..]);
+        let mut more = true;
+        match state? {
+            ConnectionState::ReadTraffic(mut traffic) => {
+                while let Some(record) = traffic.next_record() {
+                    let payload = record?.payload;
+                    let Some(room) = plain.get_mut(done.plain..done.plain + payload.len()) else {
+                        // Cannot happen (reads are sized for it): refuse rather than lose.
+                        return Err(rustls::Error::General("plaintext past the buffer".into()));
+                    };
+                    room.copy_from_slice(payload);
+                    done.plain += payload.len();
+                }
+            }
+            ConnectionState::EncodeTlsData(mut data) => encode(&mut data, outgoing),
+            // Written when the reactor flushes the connection, before anything else.
+            ConnectionState::TransmitTlsData(data) => data.done(),
+            ConnectionState::PeerClosed | ConnectionState::Closed => {
+                done.closed = true;
+                more = false;
+            }
+            // Early data is not enabled: rustls refuses it before this.
+            ConnectionState::ReadEarlyData(_) => {
+                return Err(rustls::Error::General("early data".into()));
+            }
+            _ => more = false, // waits for bytes: BlockedHandshake, WriteTraffic
+        }
+        done.consumed += discard;
+        if !more {
+            return Ok(done);
+        }
+    }
+}
+
+/// Appends the record rustls asks to send to `outgoing`.
+#[cfg(feature = "tls")]
+fn encode(data: &mut EncodeTlsData<'_, ServerConnectionData>, outgoing: &mut Vec<u8>) {
+    let _ = grow_into(outgoing, |out| {
+        data.encode(out).map_err(|e| match e {
+            EncodeError::InsufficientSize(s) => Some(s.required_size),
+            EncodeError::AlreadyEncoded => None,
+        })
+    });
+}
+
+/// Runs `make` on the spare room at the end of `out`, growing it to the size asked
+/// for once if it is too small. `make` returns the bytes written, or the room it
+/// needs (`None`: it failed otherwise).
+#[cfg(feature = "tls")]
+fn grow_into(
+    out: &mut Vec<u8>,
+    mut make: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
+) -> Result<(), ()> {
+    let len = out.len();
+    let need = match make(&mut []) {
+        Ok(_) => return Ok(()),
+        Err(Some(need)) => need,
+        Err(None) => return Err(()),
+    };
+    out.resize(len + need, 0);
+    match make(&mut out[len..]) {
+        Ok(n) => {
+            out.truncate(len + n);
+            Ok(())
+        }
+        Err(_) => {
+            out.truncate(len);
+            Err(())
+        }
+    }
+}
+
+/// After a TLS error rustls has queued its alert: made into `outgoing`.
+#[cfg(feature = "tls")]
+fn alert(tls: &mut UnbufferedServerConnection, outgoing: &mut Vec<u8>) {
+    let status = tls.process_tls_records(&mut []);
+    if let Ok(ConnectionState::EncodeTlsData(mut data)) = status.state {
+        encode(&mut data, outgoing);
+    }
+}
+
+/// Keeps `rest` as the held input, releasing the allocation when nothing is left.
+#[cfg(feature = "tls")]
+fn keep(held: &mut Vec<u8>, rest: &[u8]) {
+    if rest.is_empty() {
+        *held = Vec::new();
+    } else {
+        held.clear();
+        held.extend_from_slice(rest);
+    }
+}
+
+/// Writes `outgoing` until the kernel refuses; `Ok(true)` when it is all written
+/// (and its allocation released).
+#[cfg(feature = "tls")]
+fn write_out(outgoing: &mut Vec<u8>, stream: &mut TcpStream) -> io::Result<bool> {
+    let mut written = 0;
+    while written < outgoing.len() {
+        match stream.write(&outgoing[written..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Ok(n) => written += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) => return Err(e),
         }
     }
-    Ok(true)
+    if written == outgoing.len() {
+        *outgoing = Vec::new();
+        return Ok(true);
+    }
+    outgoing.drain(..written);
+    Ok(false)
 }
 
-#[cfg(not(feature = "tls"))]
-impl Sessions {
-    pub(crate) fn start(&mut self, _: usize, _: u32, config: &TlsConfig) -> bool {
-        match *config {}
+/// Brings the session to where application data may be encrypted, making what
+/// rustls wants sent first (session tickets, a key update) into `outgoing`.
+/// `WouldBlock` while the handshake is not done.
+#[cfg(feature = "tls")]
+fn write_traffic(session: &mut Session) -> io::Result<()> {
+    loop {
+        let status = session.tls.process_tls_records(&mut []);
+        match status.state {
+            Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                encode(&mut data, &mut session.outgoing)
+            }
+            Ok(ConnectionState::TransmitTlsData(data)) => data.done(),
+            Ok(ConnectionState::WriteTraffic(_)) => return Ok(()),
+            Ok(ConnectionState::PeerClosed) => {}
+            Ok(ConnectionState::BlockedHandshake) => return Err(io::ErrorKind::WouldBlock.into()),
+            Ok(_) => return Err(io::ErrorKind::BrokenPipe.into()),
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Writer<'_> {
+    /// Encrypts and writes `bufs`: records the kernel refused first; then the
+    /// plaintext, small pieces gathered into shared records, made in the shared
+    /// buffer and written at once, until all is taken or the kernel refuses part
+    /// (kept as records, and no more plaintext taken). Returns the plaintext
+    /// taken; `WouldBlock` when none could be.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if !write_out(&mut self.session.outgoing, self.stream)? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        write_traffic(self.session)?;
+        if !write_out(&mut self.session.outgoing, self.stream)? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut taken = 0;
+        let mut made = 0;
+        self.gather.clear();
+        for buf in bufs {
+            let mut data: &[u8] = buf;
+            while !data.is_empty() {
+                if data.len() < GATHER && self.gather.len() + data.len() <= GATHER {
+                    self.gather.extend_from_slice(data);
+                    taken += data.len();
+                    break;
+                }
+                made = self.seal_gathered(made)?;
+                let chunk = &data[..data.len().min(CHUNK)];
+                made = self.seal(made, chunk)?;
+                taken += chunk.len();
+                data = &data[chunk.len()..];
+                if made >= CHUNK && !self.send(&mut made)? {
+                    return Ok(taken);
+                }
+            }
+        }
+        made = self.seal_gathered(made)?;
+        self.send(&mut made)?;
+        if taken == 0 && bufs.iter().any(|b| !b.is_empty()) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(taken)
     }
 
-    pub(crate) fn end(&mut self, _: usize) {}
-
-    pub(crate) fn read(
-        &mut self,
-        _: usize,
-        _: u32,
-        _: &mut TcpStream,
-        buf: &mut [u8],
-    ) -> (io::Result<usize>, usize) {
-        (Err(io::ErrorKind::Unsupported.into()), buf.len())
+    /// Encrypts the gathered plaintext after the `made` bytes of records.
+    fn seal_gathered(&mut self, made: usize) -> io::Result<usize> {
+        if self.gather.is_empty() {
+            return Ok(made);
+        }
+        let gathered = std::mem::take(self.gather);
+        let result = self.seal(made, &gathered);
+        *self.gather = gathered;
+        self.gather.clear();
+        result
     }
 
-    pub(crate) fn sealed(&self, _: usize) -> bool {
-        false
+    /// Encrypts `plain` into the shared buffer after the `made` bytes of records
+    /// there, writing those out first if there is no room. Records rustls made on
+    /// its own go out before the new ones.
+    fn seal(&mut self, mut made: usize, plain: &[u8]) -> io::Result<usize> {
+        for _ in 0..4 {
+            let Session { tls, outgoing, .. } = &mut *self.session;
+            let status = tls.process_tls_records(&mut []);
+            match status.state {
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                    match traffic.encrypt(plain, &mut self.cipher[made..]) {
+                        Ok(n) => return Ok(made + n),
+                        Err(EncryptError::InsufficientSize(_)) if made > 0 => {
+                            // Room is made by writing what is there; what the
+                            // kernel refuses of it is kept, in order.
+                            send(&self.cipher[..made], outgoing, self.stream)?;
+                            made = 0;
+                        }
+                        Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+                    }
+                }
+                Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                    send(&self.cipher[..made], outgoing, self.stream)?;
+                    made = 0;
+                    encode(&mut data, outgoing);
+                }
+                Ok(ConnectionState::TransmitTlsData(data)) => data.done(),
+                _ => return Err(io::ErrorKind::BrokenPipe.into()),
+            }
+        }
+        Err(io::ErrorKind::InvalidData.into())
     }
 
-    pub(crate) fn flush(&mut self, _: usize, _: u32, _: &mut TcpStream) -> io::Result<bool> {
-        Ok(true)
+    /// Writes the `made` bytes of records (see [`send`]); `Ok(false)` if the
+    /// kernel refused some.
+    fn send(&mut self, made: &mut usize) -> io::Result<bool> {
+        let records = &self.cipher[..std::mem::take(made)];
+        send(records, &mut self.session.outgoing, self.stream)
     }
+}
 
-    pub(crate) fn close_notify(&mut self, _: usize, _: u32) {}
-
-    pub(crate) fn sink<'a>(
-        &'a mut self,
-        _: usize,
-        _: u32,
-        _: bool,
-        stream: &'a mut TcpStream,
-    ) -> Sink<'a> {
-        Sink::Plain(stream)
+/// Writes `records` after those in `outgoing` (directly when there are none); what
+/// the kernel refuses is kept in `outgoing`. `Ok(false)` if it refused some.
+#[cfg(feature = "tls")]
+fn send(records: &[u8], outgoing: &mut Vec<u8>, stream: &mut TcpStream) -> io::Result<bool> {
+    let mut written = 0;
+    if outgoing.is_empty() {
+        while written < records.len() {
+            match stream.write(&records[written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
     }
+    outgoing.extend_from_slice(&records[written..]);
+    Ok(outgoing.is_empty())
 }
 
 impl Write for Sink<'_> {
@@ -248,24 +587,12 @@ impl Write for Sink<'_> {
         self.write_vectored(&[IoSlice::new(buf)])
     }
 
-    /// Plain: the socket's writev. TLS: what rustls holds encrypted goes first; if
-    /// the kernel takes all of it, plaintext is encrypted (up to the sealed limit)
-    /// and written. Returns the plaintext taken; `WouldBlock` when none could be.
+    /// Plain: the socket's writev. TLS: see [`Writer`].
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Sink::Plain(stream) => stream.write_vectored(bufs),
             #[cfg(feature = "tls")]
-            Sink::Tls(tls, stream) => {
-                if !write_sealed(tls, stream)? {
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                let taken = tls.writer().write_vectored(bufs)?;
-                write_sealed(tls, stream)?;
-                if taken == 0 && bufs.iter().any(|b| !b.is_empty()) {
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Ok(taken)
-            }
+            Sink::Tls(writer) => writer.write_vectored(bufs),
         }
     }
 

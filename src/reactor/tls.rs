@@ -582,6 +582,45 @@ fn send(records: &[u8], outgoing: &mut Vec<u8>, stream: &mut TcpStream) -> io::R
     Ok(outgoing.is_empty())
 }
 
+#[cfg(not(feature = "tls"))]
+impl Sessions {
+    pub(crate) fn start(&mut self, _: usize, _: u32, config: &TlsConfig) -> bool {
+        match *config {}
+    }
+
+    pub(crate) fn end(&mut self, _: usize) {}
+
+    pub(crate) fn read(
+        &mut self,
+        _: usize,
+        _: u32,
+        _: &mut TcpStream,
+        buf: &mut [u8],
+    ) -> (io::Result<usize>, usize) {
+        (Err(io::ErrorKind::Unsupported.into()), buf.len())
+    }
+
+    pub(crate) fn sealed(&self, _: usize) -> bool {
+        false
+    }
+
+    pub(crate) fn flush(&mut self, _: usize, _: u32, _: &mut TcpStream) -> io::Result<bool> {
+        Ok(true)
+    }
+
+    pub(crate) fn close_notify(&mut self, _: usize, _: u32) {}
+
+    pub(crate) fn sink<'a>(
+        &'a mut self,
+        _: usize,
+        _: u32,
+        _: bool,
+        stream: &'a mut TcpStream,
+    ) -> Sink<'a> {
+        Sink::Plain(stream)
+    }
+}
+
 impl Write for Sink<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.write_vectored(&[IoSlice::new(buf)])

@@ -8,6 +8,10 @@
 //! cargo run --release --example chat -- --addr 127.0.0.1:9002
 //! ```
 //! then open <http://127.0.0.1:9002/> in two tabs.
+//!
+//! Built with `--features tls`, `--tls-cert PEM --tls-key PEM` serves the page and
+//! the chat over https:// and wss:// on `--addr`, or, with `--tls-addr HOST:PORT`,
+//! there beside http:// and ws:// on `--addr`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +19,7 @@ use std::time::Duration;
 
 use wsreactor::{
     CloseCode, Config, ConnId, Handler, HttpRequest, HttpResponse, Message, Request, Sender,
-    Server, Socket, Upgrade,
+    Server, ServerBuilder, Socket, Upgrade,
 };
 
 const PAGE: &str = r#"<!doctype html>
@@ -51,7 +55,8 @@ const PAGE: &str = r#"<!doctype html>
     const name = document.getElementById("name").value;
     const room = document.getElementById("room").value;
     const query = new URLSearchParams({ room, name });
-    ws = new WebSocket(`ws://${location.host}/chat?${query}`);
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    ws = new WebSocket(`${scheme}://${location.host}/chat?${query}`);
     ws.onopen = () => {
       show(`joined ${room} as ${name}`);
       document.getElementById("text").disabled = false;
@@ -153,6 +158,38 @@ impl Handler for Chat {
     }
 }
 
+/// `--tls-cert`, `--tls-key`, `--tls-addr`.
+#[derive(Default)]
+struct Tls {
+    cert: Option<String>,
+    key: Option<String>,
+    addr: Option<String>,
+}
+
+impl Tls {
+    /// The builder serving https:// and wss:// as the flags say.
+    fn apply(self, builder: ServerBuilder) -> Result<ServerBuilder, Box<dyn std::error::Error>> {
+        let (cert, key) = match (self.cert, self.key) {
+            (None, None) if self.addr.is_none() => return Ok(builder),
+            (Some(cert), Some(key)) => (cert, key),
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        };
+        #[cfg(feature = "tls")]
+        {
+            let config = wsreactor::tls::load_server_config(cert, key)?;
+            Ok(match self.addr {
+                Some(addr) => builder.tls_listener(addr.parse()?, config),
+                None => builder.tls(config),
+            })
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = (cert, key, builder);
+            Err("TLS needs the example built with --features tls".into())
+        }
+    }
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("chat: {e}");
@@ -163,12 +200,16 @@ fn main() {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut addr = String::from("127.0.0.1:9002");
     let mut config = Config::default().with_max_message_size(64 * 1024);
+    let mut tls = Tls::default();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--addr" => addr = value()?,
             "--threads" => config = config.with_reactors(value()?.parse()?),
+            "--tls-cert" => tls.cert = Some(value()?),
+            "--tls-key" => tls.key = Some(value()?),
+            "--tls-addr" => tls.addr = Some(value()?),
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -176,8 +217,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
 
-    let server = Server::bind(addr.as_str(), config)?;
-    println!("listening on {} (open http://{0}/)", server.local_addr());
+    let server = tls.apply(Server::builder().config(config))?;
+    let server = server.bind(addr.as_str())?;
+    match server.tls_addr() {
+        Some(https) if https == server.local_addr() => {
+            println!("listening on {https} (open https://{https}/)")
+        }
+        Some(https) => println!(
+            "listening on {} (open http://{0}/ or https://{https}/)",
+            server.local_addr()
+        ),
+        None => println!("listening on {} (open http://{0}/)", server.local_addr()),
+    }
     let rooms = server.sender();
     let handle = server.spawn(Chat { rooms })?;
     while !stop.load(Ordering::Relaxed) {

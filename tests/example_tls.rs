@@ -116,7 +116,7 @@ fn the_chat_example_serves_https_and_wss_beside_http_and_ws() {
         .read_timeout(Some(Duration::from_secs(10)))
         .connect()
         .unwrap();
-    let mut bob = ClientBuilder::new(format!("ws://{plain}/chat?room=r&name=bob"))
+    let bob = ClientBuilder::new(format!("ws://{plain}/chat?room=r&name=bob"))
         .read_timeout(Some(Duration::from_secs(10)))
         .connect()
         .unwrap();

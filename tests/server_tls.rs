@@ -99,7 +99,7 @@ fn wss_echoes_large_messages_text_pings_and_the_close_handshake() {
         .read_timeout(Some(Duration::from_secs(20)))
         .connect()
         .expect("connects over TLS");
-    // Past a 16 KiB record, the scratch buffer (64 KiB), rustls' sealed limit.
+    // Past a 16 KiB record, the scratch buffer (64 KiB), a 64 KiB encryption chunk.
     for size in [0, 125, 16_384, 70_000, 1 << 20, 4 << 20] {
         let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         client.send(Message::Binary(&payload)).unwrap();

@@ -254,7 +254,10 @@ fn many_stalled_handshakes_are_bounded_and_let_go() {
     drop(stalled);
     assert_served(addr, &config);
     let after = live_alloc::live();
-    println!("after the stalled handshakes: heap +{} B", after.saturating_sub(before));
+    println!(
+        "after the stalled handshakes: heap +{} B",
+        after.saturating_sub(before)
+    );
     // What stays is capacity kept for reuse: the slab's slots (under 128 bytes
     // each) and the session map's buckets.
     assert!(
@@ -306,9 +309,12 @@ fn a_record_flood_from_a_peer_that_never_reads_stays_bounded() {
     );
     assert_served(addr, &config);
     let grown = live_alloc::live().saturating_sub(before);
-    println!("record flood: heap +{} KiB while the peer does not read", grown / KIB);
-    // The queue under the limit (256 KiB), what one read answers, rustls' sealed
-    // records (32 KiB), our client's own buffers.
+    println!(
+        "record flood: heap +{} KiB while the peer does not read",
+        grown / KIB
+    );
+    // The queue under the limit (256 KiB), what one read answers, records the
+    // kernel refused (about 128 KiB at most), our client's own buffers.
     assert!(grown < 1024 * KIB, "{} KiB grew", grown / KIB);
     drop(s);
     assert_served(addr, &config);

@@ -422,3 +422,28 @@ fn key_updates_both_ways_keep_the_echo_going() {
         assert_eq!(read_frame(&mut s), Some((0x82, payload)), "round {round}");
     }
 }
+
+/// A client that sends its upgrade request and a large message behind its last
+/// handshake message, without waiting: a read may take the client's Finished and
+/// application data together, and all of it is served.
+#[test]
+fn a_large_message_right_behind_the_handshake_is_served() {
+    let certs = certs();
+    let (probe, _, _) = Probe::new();
+    let server = start_tls(config(), &certs, probe);
+    let tcp = TcpStream::connect(server.local_addr()).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = ClientConnection::new(certs.client_config(), name).unwrap();
+    conn.set_buffer_limit(None);
+    // Written before the handshake: rustls sends it right behind its Finished.
+    let payload = vec![9u8; 200_000];
+    let mut early = tls::UPGRADE.as_bytes().to_vec();
+    early.extend(frame(0x2, true, &payload));
+    conn.writer().write_all(&early).unwrap();
+    let mut s = StreamOwned::new(conn, tcp);
+    s.flush().unwrap();
+    let head = tls::read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(read_frame(&mut s), Some((0x82, payload)));
+}

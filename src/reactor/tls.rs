@@ -161,14 +161,17 @@ impl Sessions {
                 return (Ok(filled), filled);
             }
             // What is held goes first, the socket's bytes after it. Plaintext is
-            // never longer than its records: reading no more than `buf` has room
-            // for keeps it in `buf`.
+            // never longer than its records, so reading no more than `buf` has room
+            // for keeps it in `buf`: the held bytes count too once they may be
+            // application data (during the handshake they are handshake records,
+            // which may add up to rustls' 64 KiB limit for one message).
             let held = session.incoming.len();
             cipher[..held].copy_from_slice(&session.incoming);
+            let room = buf.len() - filled;
             let room = if session.tls.is_handshaking() {
-                CIPHER
+                room
             } else {
-                (buf.len() - filled).saturating_sub(held)
+                room.saturating_sub(held)
             };
             let asked = room.min(CIPHER - held);
             if asked == 0 {

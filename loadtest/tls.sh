@@ -4,13 +4,20 @@
 # server RSS per idle connection at 1,000 and 10,000 connections, server CPU per
 # echoed message (32 B and 16 KiB, 100 connections), server CPU per handshake
 # (connect, upgrade, reset at a concurrency of 50). The certificate is an ECDSA
-# P-256 leaf signed by a CA made here with openssl. Usage: bash loadtest/tls.sh [ROUNDS]
+# P-256 leaf signed by a CA made here with openssl. With PEER=1, the same cells
+# against peer-tungstenite-tls (tokio-tungstenite over tokio-rustls, a current-thread
+# runtime) as a third server. Usage: [PEER=1] bash loadtest/tls.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-2}
 
 cargo build --release --locked --quiet --features tls -p wsload -p wsreactor --example echo --bin wsload
 target=${CARGO_TARGET_DIR:-target}/release
+schemes=(ws wss)
+if [[ ${PEER:-0} == 1 ]]; then
+    (cd loadtest/peers && cargo build --release --locked --quiet --bin peer-tungstenite-tls)
+    schemes+=(peer)
+fi
 dir=$(mktemp -d)
 server=
 trap 'kill $server 2>/dev/null || true; rm -rf "$dir"' EXIT
@@ -23,11 +30,20 @@ printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' 
 openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" \
     -CAcreateserial -days 2 -extfile "$dir/ext.cnf" -out "$dir/cert.pem" 2>/dev/null
 
-# start SCHEME: the echo example on a free port, serving ws or wss; sets $server, $url.
+# start SCHEME: the echo example on a free port, serving ws or wss, or the peer
+# (wss); sets $server, $url.
 start() {
-    local tls=() log="$dir/echo.log"
+    local tls=() log="$dir/echo.log" scheme=$1
     [[ $1 == wss ]] && tls=(--tls-cert "$dir/cert.pem" --tls-key "$dir/key.pem")
-    taskset -c 0 "$target/examples/echo" --addr 127.0.0.1:0 --threads 1 "${tls[@]}" >"$log" 2>&1 &
+    if [[ $1 == peer ]]; then
+        scheme=wss
+        PEER_TLS_CERT="$dir/cert.pem" PEER_TLS_KEY="$dir/key.pem" taskset -c 0 \
+            loadtest/peers/target/release/peer-tungstenite-tls --addr 127.0.0.1:0 \
+            --runtime current >"$log" 2>&1 &
+    else
+        taskset -c 0 "$target/examples/echo" --addr 127.0.0.1:0 --threads 1 "${tls[@]}" \
+            >"$log" 2>&1 &
+    fi
     server=$!
     local addr=
     for _ in $(seq 100); do
@@ -36,7 +52,7 @@ start() {
         sleep 0.05
     done
     [[ -n $addr ]] || { cat "$log" >&2; exit 1; }
-    url="$1://localhost:${addr##*:}/"
+    url="$scheme://localhost:${addr##*:}/"
 }
 
 stop() {
@@ -60,7 +76,7 @@ cell() {
 echo "$(date -u +%FT%TZ) $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$rounds"); do
     echo "== round $round"
-    for scheme in ws wss; do
+    for scheme in "${schemes[@]}"; do
         cell "$scheme" "idle 1000" idle --connections 1000 --duration 1
         cell "$scheme" "idle 10000" idle --connections 10000 --duration 1
         cell "$scheme" "echo 32 B x100" echo --connections 100 --payload 32 --duration 5 --warmup 1

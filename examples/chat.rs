@@ -96,15 +96,6 @@ fn word(value: &str) -> Option<String> {
     ok.then(|| value.to_owned())
 }
 
-/// The value of `key` in a query string (no percent-decoding: `word` allows no `%`).
-fn param<'q>(query: &'q str, key: &str) -> Option<&'q str> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v)
-}
-
 fn topic(room: &str) -> String {
     format!("room/{room}")
 }
@@ -112,16 +103,19 @@ fn topic(room: &str) -> String {
 impl Handler for Chat {
     type Session = Member;
 
-    fn on_upgrade<'r>(&mut self, request: &Request<'_, 'r>) -> Upgrade<'r, Member> {
+    fn on_upgrade(&mut self, request: &Request) -> Upgrade<Member> {
         if request.path() != "/chat" {
-            return Upgrade::Reject(404);
+            return Upgrade::reject(404);
         }
-        let query = request.query().unwrap_or("");
-        let room = param(query, "room").map_or(Some("lobby".to_owned()), word);
-        let name = param(query, "name").map_or(Some("guest".to_owned()), word);
+        let room = request
+            .query_param("room")
+            .map_or(Some("lobby".to_owned()), |r| word(&r));
+        let name = request
+            .query_param("name")
+            .map_or(Some("guest".to_owned()), |n| word(&n));
         match (room, name) {
             (Some(room), Some(name)) => Upgrade::accept(Member { room, name }),
-            _ => Upgrade::Reject(400),
+            _ => Upgrade::reject(400),
         }
     }
 

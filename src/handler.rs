@@ -1,8 +1,7 @@
 //! The user's side: the [`Handler`] trait, and the [`Socket`] handle inside callbacks.
 
 use std::fmt;
-
-use bytes::Bytes;
+use std::net::SocketAddr;
 
 use crate::compression::Compress;
 use crate::proto::handshake::{HttpRequest, Request};
@@ -13,6 +12,7 @@ use crate::pubsub::{Published, TopicError};
 use crate::reactor::conn::{Conn, Phase};
 use crate::reactor::output::{Output, Owner};
 use crate::reactor::topics::{PubSub, publish_local};
+pub use crate::response::{HttpResponse, Upgrade};
 use crate::server::encode;
 use crate::status::SendStatus;
 
@@ -44,64 +44,6 @@ impl fmt::Debug for ConnId {
     }
 }
 
-/// The answer to an upgrade request.
-#[derive(Debug)]
-pub enum Upgrade<'r, S> {
-    /// Accept the connection with this session state, and optionally one of the
-    /// subprotocols the client offered.
-    Accept {
-        /// The connection's state, kept inline in its slot.
-        session: S,
-        /// The subprotocol to confirm (it must be one the client offered).
-        protocol: Option<&'r str>,
-    },
-    /// Refuse with this HTTP status (for example 403 for a forbidden origin). A
-    /// status outside 300–599 is answered as 500.
-    Reject(u16),
-}
-
-impl<'r, S> Upgrade<'r, S> {
-    /// Accepts with `session` and no subprotocol.
-    pub fn accept(session: S) -> Self {
-        Upgrade::Accept {
-            session,
-            protocol: None,
-        }
-    }
-}
-
-/// A response to a plain HTTP request (one that is not an upgrade), from
-/// [`Handler::on_http`].
-#[derive(Clone, Debug)]
-pub struct HttpResponse {
-    /// The status code.
-    pub status: u16,
-    /// The `Content-Type` header.
-    pub content_type: &'static str,
-    /// The body.
-    pub body: Bytes,
-}
-
-impl HttpResponse {
-    /// A `200 OK` HTML page.
-    pub fn html(body: impl Into<Bytes>) -> HttpResponse {
-        HttpResponse {
-            status: 200,
-            content_type: "text/html; charset=utf-8",
-            body: body.into(),
-        }
-    }
-
-    /// A response with any status, type and body.
-    pub fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
-        HttpResponse {
-            status,
-            content_type,
-            body: body.into(),
-        }
-    }
-}
-
 /// The callbacks of a WebSocket server. Every method has a default, so an echo
 /// server is a few lines:
 ///
@@ -126,12 +68,72 @@ impl HttpResponse {
 pub trait Handler: Clone + Send + 'static {
     /// Per-connection state, stored inline in the connection's slot (no `Box`, no
     /// `Arc`). Keep it small: it is paid for by every connection.
+    ///
+    /// It must be `Default` even when [`on_upgrade`](Self::on_upgrade) always
+    /// builds it: the default `on_upgrade` accepts every request with
+    /// `Session::default()`, and Rust cannot ask for a bound only of the
+    /// implementations that keep a default method. Dropping the bound would make
+    /// every handler, the five-line echo server too, write `on_upgrade`. A session
+    /// with no natural default derives it over `Option` or empty fields; the value is
+    /// never seen when `on_upgrade` is overridden.
     type Session: Default + 'static;
 
-    /// An upgrade request arrived. Accept it (with a session and maybe a
-    /// subprotocol) or reject it with an HTTP status. The default accepts with
+    /// An upgrade request arrived. Accept it with a session (and maybe a
+    /// subprotocol and extra headers on the 101), or reject it with a status or a
+    /// whole response ([`Upgrade`]). The default accepts every request with
     /// `Session::default()`.
-    fn on_upgrade<'r>(&mut self, request: &Request<'_, 'r>) -> Upgrade<'r, Self::Session> {
+    ///
+    /// The request borrows the read buffer: copy into the session what the
+    /// connection keeps. With elided lifetimes the signature is
+    /// `fn on_upgrade(&mut self, request: &Request) -> Upgrade<Self::Session>`.
+    ///
+    /// # Examples
+    ///
+    /// A session built from the request: the symbols a market-data client asked
+    /// for in `/?symbols=AAPL,MSFT`, and who asked.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use wsreactor::{Handler, HttpResponse, Request, Upgrade};
+    ///
+    /// #[derive(Default)]
+    /// struct Watch {
+    ///     symbols: Vec<String>,
+    ///     peer: Option<SocketAddr>,
+    /// }
+    ///
+    /// #[derive(Clone)]
+    /// struct Ticker;
+    ///
+    /// impl Handler for Ticker {
+    ///     type Session = Watch;
+    ///
+    ///     fn on_upgrade(&mut self, request: &Request) -> Upgrade<Watch> {
+    ///         if request.path() != "/" {
+    ///             return Upgrade::reject(404);
+    ///         }
+    ///         // Percent-decoded: `?symbols=BRK%2EB` is "BRK.B".
+    ///         let Some(symbols) = request.query_param("symbols") else {
+    ///             let hint = HttpResponse::new(400, "text/plain", "ask for /?symbols=A,B\n");
+    ///             return Upgrade::reject_with(hint);
+    ///         };
+    ///         let symbols = symbols.split(',').map(str::to_owned).collect();
+    ///         Upgrade::accept(Watch { symbols, peer: request.peer_addr() })
+    ///             .with_header("Set-Cookie", "seen=1; HttpOnly")
+    ///     }
+    /// }
+    ///
+    /// // What the reactor does with a request, driven by hand:
+    /// use wsreactor::proto::handshake::{self, EMPTY_HEADER};
+    /// let bytes = b"GET /?symbols=AAPL,BRK%2EB HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\
+    ///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    ///     Sec-WebSocket-Version: 13\r\n\r\n";
+    /// let mut headers = [EMPTY_HEADER; 16];
+    /// let (request, _) = handshake::parse_request(bytes, &mut headers, 8192)?.unwrap();
+    /// assert!(Ticker.on_upgrade(&request).is_accept());
+    /// # Ok::<(), handshake::HandshakeError>(())
+    /// ```
+    fn on_upgrade(&mut self, request: &Request<'_, '_>) -> Upgrade<Self::Session> {
         let _ = request;
         Upgrade::accept(Self::Session::default())
     }
@@ -156,7 +158,48 @@ pub trait Handler: Clone + Send + 'static {
         let _ = (ws, payload);
     }
 
-    /// The connection's queue emptied after a send met backpressure.
+    /// The connection's queue emptied after a send met backpressure
+    /// ([`SendStatus::Backpressure`]): the peer has read what it was sent, and
+    /// more can go.
+    ///
+    /// # Examples
+    ///
+    /// A stream sent as fast as the peer reads it: send until a send waits in the
+    /// queue, resume here.
+    ///
+    /// ```
+    /// use wsreactor::{Handler, SendStatus, Socket};
+    ///
+    /// #[derive(Clone)]
+    /// struct Numbers;
+    ///
+    /// /// The next number to send.
+    /// #[derive(Default)]
+    /// struct Next(u32);
+    ///
+    /// fn pump(ws: &mut Socket<'_, Next>) {
+    ///     while ws.session().0 < 1_000_000 {
+    ///         let n = ws.session().0;
+    ///         match ws.send_text(&n.to_string()) {
+    ///             SendStatus::Sent => ws.session_mut().0 += 1,
+    ///             // Queued behind what the peer has not read: on_drain comes next.
+    ///             SendStatus::Backpressure => return ws.session_mut().0 += 1,
+    ///             // At the backpressure limit (not sent), or closing.
+    ///             SendStatus::Dropped | SendStatus::Closed => return,
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// impl Handler for Numbers {
+    ///     type Session = Next;
+    ///     fn on_open(&mut self, ws: &mut Socket<'_, Next>) {
+    ///         pump(ws);
+    ///     }
+    ///     fn on_drain(&mut self, ws: &mut Socket<'_, Next>) {
+    ///         pump(ws);
+    ///     }
+    /// }
+    /// ```
     fn on_drain(&mut self, ws: &mut Socket<'_, Self::Session>) {
         let _ = ws;
     }
@@ -171,8 +214,9 @@ pub trait Handler: Clone + Send + 'static {
 
     /// A plain HTTP request that is not an upgrade. Return a response to serve it
     /// (enough for one page); the default `None` answers 426 Upgrade Required. A
-    /// response with a status outside 200–599, or a content type containing CR, LF or
-    /// NUL, is answered as 500. The connection is closed after the response.
+    /// `HEAD` request gets the head of the response only. A response with a status
+    /// outside 200–599, or a header HTTP cannot carry (see [`HttpResponse`]), is
+    /// answered as 500. The connection is closed after the response.
     fn on_http(&mut self, request: &HttpRequest<'_, '_>) -> Option<HttpResponse> {
         let _ = request;
         None
@@ -304,6 +348,13 @@ impl<S> Socket<'_, S> {
     /// those corked in this turn and published messages batched for its end).
     pub fn buffered_amount(&self) -> usize {
         self.output.buffered(Owner::from(self.id), self.conn())
+    }
+
+    /// The address of the peer, as the kernel reports it (a system call: keep it in
+    /// the session if you need it often; [`Request::peer_addr`] has it at the
+    /// upgrade). `None` once the peer is gone.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.conn().stream.peer_addr().ok()
     }
 
     /// Whether the connection is open for sending.

@@ -62,6 +62,7 @@ pub mod handler;
 pub mod proto;
 pub mod pubsub;
 pub(crate) mod reactor;
+pub mod response;
 pub mod server;
 pub mod stats;
 pub mod status;

@@ -40,8 +40,8 @@ struct Forbid;
 
 impl Handler for Forbid {
     type Session = ();
-    fn on_upgrade<'r>(&mut self, _: &Request<'_, 'r>) -> Upgrade<'r, ()> {
-        Upgrade::Reject(403)
+    fn on_upgrade(&mut self, _: &Request<'_, '_>) -> Upgrade<()> {
+        Upgrade::reject(403)
     }
 }
 

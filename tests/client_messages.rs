@@ -63,7 +63,7 @@ struct ShowRequest {
 
 impl Handler for ShowRequest {
     type Session = ();
-    fn on_upgrade<'r>(&mut self, request: &Request<'_, 'r>) -> Upgrade<'r, ()> {
+    fn on_upgrade(&mut self, request: &Request<'_, '_>) -> Upgrade<()> {
         let mut seen = self.seen.lock().unwrap();
         seen.push(format!("path {}", request.http().target()));
         seen.push(format!("origin {:?}", request.origin()));
@@ -73,9 +73,9 @@ impl Handler for ShowRequest {
         ));
         let offered: Vec<&str> = request.subprotocols().collect();
         seen.push(format!("offered {offered:?}"));
-        Upgrade::Accept {
-            session: (),
-            protocol: offered.get(1).copied(),
+        match offered.get(1) {
+            Some(protocol) => Upgrade::accept(()).with_protocol(protocol.to_string()),
+            None => Upgrade::accept(()),
         }
     }
 }

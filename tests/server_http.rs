@@ -3,100 +3,17 @@
 //! connection closes after them; a handler serves a page, refuses an origin and
 //! picks a subprotocol; the counters record each refusal.
 
+#[path = "util/http.rs"]
+mod http;
 #[path = "util/server.rs"]
 mod server;
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use server::{
-    Echo, UPGRADE, assert_echo, raw, read_head, read_until_closed, start, test_config,
-    wait_for_stats,
-};
+use http::{assert_empty_refusal, exchange, exchange_until_head, upgrade_plus, upgrade_with};
+use server::{Echo, UPGRADE, assert_echo, start, test_config, wait_for_stats};
 use tungstenite::client::IntoClientRequest;
 use wsreactor::{Handler, HttpRequest, HttpResponse, Message, Request, Socket, Upgrade};
-
-/// A response head: the status and the headers (names lowercased).
-struct Head {
-    status_line: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    fn parse(text: &str) -> Head {
-        let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
-        let status_line = lines.next().unwrap_or_default().to_owned();
-        let headers = lines
-            .map(|line| {
-                let (name, value) = line.split_once(':').expect("a header line");
-                (name.trim().to_ascii_lowercase(), value.trim().to_owned())
-            })
-            .collect();
-        Head {
-            status_line,
-            headers,
-        }
-    }
-
-    fn status(&self) -> u16 {
-        self.status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {:?}", self.status_line))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Whether the comma-separated header `name` holds `token` (case-insensitive).
-    fn has_token(&self, name: &str, token: &str) -> bool {
-        self.header(name)
-            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    }
-}
-
-/// Sends `request` on a fresh connection; returns the response head and the body,
-/// after checking that the server closed the connection behind them.
-fn exchange(addr: SocketAddr, request: &str) -> (Head, Vec<u8>) {
-    let mut s = raw(addr);
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let head = Head::parse(&read_head(&mut s));
-    let body = read_until_closed(&mut s);
-    (head, body)
-}
-
-/// Sends `request` and reads only the response head, leaving the connection open.
-fn exchange_until_head(addr: SocketAddr, request: &str) -> (Head, TcpStream) {
-    let mut s = raw(addr);
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    (Head::parse(&read_head(&mut s)), s)
-}
-
-/// The test upgrade request with `from` replaced by `to`.
-fn upgrade_with(from: &str, to: &str) -> String {
-    assert!(UPGRADE.contains(from), "{from:?} is not in the request");
-    UPGRADE.replacen(from, to, 1)
-}
-
-/// The test upgrade request with `extra` header lines added before the blank line.
-fn upgrade_plus(extra: &str) -> String {
-    format!("{}{extra}\r\n\r\n", UPGRADE.strip_suffix("\r\n").unwrap())
-}
-
-fn assert_empty_refusal(head: &Head, body: &[u8], status: u16) {
-    assert_eq!(head.status(), status, "{}", head.status_line);
-    assert_eq!(head.header("content-length"), Some("0"));
-    assert!(head.has_token("connection", "close"), "{:?}", head.headers);
-    assert!(body.is_empty(), "body {body:?}");
-}
 
 #[test]
 fn a_plain_get_gets_426_upgrade_required_and_is_closed() {
@@ -241,18 +158,16 @@ const ORIGIN: &str = "https://site.example";
 impl Handler for Site {
     type Session = ();
 
-    fn on_upgrade<'r>(&mut self, request: &Request<'_, 'r>) -> Upgrade<'r, ()> {
+    fn on_upgrade(&mut self, request: &Request<'_, '_>) -> Upgrade<()> {
         if request.origin().is_some_and(|o| o != ORIGIN) {
-            return Upgrade::Reject(403);
+            return Upgrade::reject(403);
         }
-        let protocol = request
-            .subprotocols()
-            .find(|p| *p == "v2.chat")
-            .unwrap_or("superchat");
-        Upgrade::Accept {
-            session: (),
-            protocol: Some(protocol),
-        }
+        let protocol = if request.subprotocols().any(|p| p == "v2.chat") {
+            "v2.chat"
+        } else {
+            "superchat"
+        };
+        Upgrade::accept(()).with_protocol(protocol)
     }
 
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {

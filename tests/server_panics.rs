@@ -30,10 +30,10 @@ struct Path(String);
 impl Handler for Fragile {
     type Session = Path;
 
-    fn on_upgrade<'r>(&mut self, request: &Request<'_, 'r>) -> Upgrade<'r, Path> {
+    fn on_upgrade(&mut self, request: &Request<'_, '_>) -> Upgrade<Path> {
         match request.path() {
             "/boom-on-upgrade" => panic!("boom in on_upgrade"),
-            "/reject-with-status-42" => Upgrade::Reject(42),
+            "/reject-with-status-42" => Upgrade::reject(42),
             path => Upgrade::accept(Path(path.to_owned())),
         }
     }

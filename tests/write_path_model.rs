@@ -141,7 +141,7 @@ impl Handler for Scripted {
 
     /// The path is `/{client}/{count}/{size}/{t|b}/{panic: 0|1}`: who the client
     /// is, and what `on_open` sends before it maybe panics.
-    fn on_upgrade<'r>(&mut self, request: &Request<'_, 'r>) -> Upgrade<'r, Session> {
+    fn on_upgrade(&mut self, request: &Request<'_, '_>) -> Upgrade<Session> {
         let parts: Vec<&str> = request.path().split('/').skip(1).collect();
         let number = |i: usize| parts.get(i).and_then(|p| p.parse().ok()).unwrap_or(0);
         Upgrade::accept(Session {

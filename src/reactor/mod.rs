@@ -16,6 +16,7 @@
 mod commands;
 pub(crate) mod conn;
 mod deflate;
+mod http;
 mod lifecycle;
 pub(crate) mod output;
 mod queue;
@@ -350,12 +351,6 @@ pub(crate) struct Listeners {
     pub(crate) first: std::net::TcpListener,
     pub(crate) first_tls: Option<TlsConfig>,
     pub(crate) second: Option<(std::net::TcpListener, TlsConfig)>,
-}
-
-/// Whether `text` can be sent as a header value (no CR, LF or NUL to split the
-/// response).
-fn is_header_text(text: &str) -> bool {
-    !text.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
 }
 
 /// One read, retrying on EINTR.

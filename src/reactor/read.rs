@@ -6,11 +6,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::conn::{NONE, Phase, flag};
 use super::output::{Flushed, Owner};
-use super::{Input, Reactor, STACK_HEADERS, is_header_text, read};
-use crate::handler::{ConnId, Handler, Socket, Upgrade};
+use super::{Input, Reactor, STACK_HEADERS, read};
+use crate::handler::{ConnId, Handler, Socket};
 use crate::proto::deflate;
 use crate::proto::handshake::{self, HandshakeError, Request};
 use crate::proto::{CloseCode, CloseState, Compressed, Decoded, Event};
+use crate::response::{Answer, are_sendable};
 
 /// A connection whose held buffer is at least this large (a pooled one, or one that
 /// a large message grew) reads straight into it, with at least this much room.
@@ -248,29 +249,12 @@ impl<H: Handler> Reactor<H> {
                 return 0..0;
             }
         };
+        let peer_addr = self.conns.get(key).and_then(|c| c.stream.peer_addr().ok());
+        let http = http.with_peer_addr(peer_addr);
         let request = match Request::from_http(http) {
             Ok(request) => request,
             Err(HandshakeError::NotUpgrade) => {
-                let handler = &mut self.handler;
-                let response = catch_unwind(AssertUnwindSafe(|| handler.on_http(&http)));
-                let cork = self.output.cork(owner);
-                match response {
-                    Ok(Some(r))
-                        if (200..=599).contains(&r.status) && is_header_text(r.content_type) =>
-                    {
-                        handshake::write_http_head(cork, r.status, r.content_type, r.body.len());
-                        if let Some(conn) = self.conns.get_mut(key) {
-                            self.output.send_body(owner, conn, &r.body);
-                        }
-                        // Served, not refused: only drain.
-                        self.drain(key);
-                        return 0..0;
-                    }
-                    // A response HTTP cannot carry is the handler's bug: answer 500.
-                    Ok(Some(_)) | Err(_) => handshake::write_status(cork, 500),
-                    Ok(None) => handshake::write_error(cork, &HandshakeError::NotUpgrade),
-                }
-                self.reject(key);
+                self.answer_http(key, owner, &http);
                 return 0..0;
             }
             Err(error) => {
@@ -280,10 +264,14 @@ impl<H: Handler> Reactor<H> {
             }
         };
         let handler = &mut self.handler;
-        match catch_unwind(AssertUnwindSafe(|| handler.on_upgrade(&request))) {
-            Ok(Upgrade::Accept { session, protocol }) => {
+        match catch_unwind(AssertUnwindSafe(|| handler.on_upgrade(&request).answer)) {
+            Ok(Answer::Accept {
+                session,
+                protocol,
+                headers,
+            }) if are_sendable(&headers) => {
                 // Only a subprotocol the client offered may be confirmed.
-                let protocol = protocol.filter(|p| request.subprotocols().any(|o| o == *p));
+                let protocol = protocol.filter(|p| request.subprotocols().any(|o| o == p));
                 let mut extensions = [0u8; deflate::MAX_RESPONSE_LEN];
                 let deflate = self.config.compression.server().and_then(|server| {
                     let offers = request
@@ -299,11 +287,12 @@ impl<H: Handler> Reactor<H> {
                     }
                     None => (None, None),
                 };
-                handshake::write_accept(
+                handshake::write_accept_with_headers(
                     self.output.cork(owner),
                     request.key().as_bytes(),
-                    protocol,
+                    protocol.as_deref(),
                     extensions,
+                    headers.iter().map(|(name, value)| (&**name, &**value)),
                 );
                 let Some(conn) = self.conns.get_mut(key) else {
                     return 0..0;
@@ -313,18 +302,12 @@ impl<H: Handler> Reactor<H> {
                 conn.phase = Phase::Open;
                 conn.set(flag::OPENED);
             }
-            Ok(Upgrade::Reject(status)) => {
-                // Only an error status refuses; anything else is the handler's bug.
-                let status = if (300..=599).contains(&status) {
-                    status
-                } else {
-                    500
-                };
-                handshake::write_status(self.output.cork(owner), status);
-                self.reject(key);
+            Ok(Answer::Reject(response)) => {
+                self.refuse_upgrade(key, owner, &response);
                 return 0..0;
             }
-            Err(_) => {
+            // A panic, or headers HTTP cannot carry: the handler's bug.
+            Ok(Answer::Accept { .. }) | Err(_) => {
                 handshake::write_status(self.output.cork(owner), 500);
                 self.reject(key);
                 return 0..0;

@@ -216,6 +216,7 @@ fn is_valid_key(key: &[u8]) -> bool {
 }
 
 mod client;
+mod query;
 pub(crate) mod request;
 mod response;
 #[cfg(test)]

@@ -14,6 +14,8 @@ pub struct HttpRequest<'h, 'b> {
     target: &'b str,
     minor_version: u8,
     headers: &'h [Header<'b>],
+    /// Where the request came from, when the caller knows (an address is data, not I/O).
+    peer_addr: Option<core::net::SocketAddr>,
 }
 
 /// Parses an HTTP/1.x request head in place, checking only syntax and size.
@@ -57,6 +59,7 @@ pub fn parse_http_request<'h, 'b>(
                 target,
                 minor_version,
                 headers,
+                peer_addr: None,
             },
             len,
         ))),
@@ -129,6 +132,20 @@ impl<'h, 'b> HttpRequest<'h, 'b> {
     /// All headers in the order they came, as (name, value).
     pub fn headers(&self) -> impl Iterator<Item = (&'b str, &'b [u8])> + Clone + use<'h, 'b> {
         self.headers.iter().map(|h| (h.name, h.value))
+    }
+
+    /// The peer's address, set by the server that read the request (`None` when
+    /// parsed on its own).
+    #[must_use]
+    pub fn peer_addr(&self) -> Option<core::net::SocketAddr> {
+        self.peer_addr
+    }
+
+    /// The request with the address of the peer it came from.
+    #[must_use]
+    pub fn with_peer_addr(mut self, peer_addr: Option<core::net::SocketAddr>) -> Self {
+        self.peer_addr = peer_addr;
+        self
     }
 }
 
@@ -263,6 +280,13 @@ impl<'h, 'b> Request<'h, 'b> {
     #[must_use]
     pub fn query(&self) -> Option<&'b str> {
         self.http.query()
+    }
+
+    /// The peer's address, set by the server that read the request (`None` when
+    /// parsed on its own).
+    #[must_use]
+    pub fn peer_addr(&self) -> Option<core::net::SocketAddr> {
+        self.http.peer_addr
     }
 
     /// The `Host` header (exactly one is present).

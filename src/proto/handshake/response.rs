@@ -22,6 +22,22 @@ pub fn write_accept<B: BufMut>(
     protocol: Option<&str>,
     extensions: Option<&str>,
 ) {
+    write_accept_with_headers(out, key, protocol, extensions, []);
+}
+
+/// As [`write_accept`], with more headers (such as `Set-Cookie`) before the blank line.
+///
+/// # Panics
+///
+/// As [`write_accept`], and if a header name is not an HTTP token or a value contains CR, LF
+/// or NUL.
+pub fn write_accept_with_headers<'a, B: BufMut>(
+    out: &mut B,
+    key: &[u8],
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
     out.put_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Accept: ",
@@ -34,6 +50,7 @@ pub fn write_accept<B: BufMut>(
     if let Some(extensions) = extensions {
         put_header(out, "Sec-WebSocket-Extensions", extensions.as_bytes());
     }
+    put_headers(out, headers);
     out.put_slice(b"\r\n");
 }
 
@@ -95,11 +112,49 @@ pub fn write_http_head<B: BufMut>(
     content_type: &str,
     content_length: usize,
 ) {
+    write_http_head_with_headers(out, status, Some(content_type), [], Some(content_length));
+}
+
+/// Writes the head of a plain-HTTP response with an optional content type and more headers,
+/// for a body of `content_length` bytes that the caller sends itself. `None` for the length
+/// leaves `Content-Length` out, as 204 and 304 responses must (RFC 9110 §8.6).
+///
+/// # Panics
+///
+/// As [`write_http_head`], and if a header name is not an HTTP token or a value contains CR,
+/// LF or NUL.
+pub fn write_http_head_with_headers<'a, B: BufMut>(
+    out: &mut B,
+    status: u16,
+    content_type: Option<&str>,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    content_length: Option<usize>,
+) {
     put_status_line(out, status);
-    put_header(out, "Content-Type", content_type.as_bytes());
-    out.put_slice(b"Content-Length: ");
-    put_decimal(out, content_length);
-    out.put_slice(b"\r\nConnection: close\r\n\r\n");
+    if let Some(content_type) = content_type {
+        put_header(out, "Content-Type", content_type.as_bytes());
+    }
+    put_headers(out, headers);
+    if let Some(content_length) = content_length {
+        out.put_slice(b"Content-Length: ");
+        put_decimal(out, content_length);
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"Connection: close\r\n\r\n");
+}
+
+/// Writes headers a caller added, checking that each name is a token.
+fn put_headers<'a, B: BufMut>(out: &mut B, headers: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    for (name, value) in headers {
+        assert!(
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)),
+            "header name {name:?} is not an HTTP token"
+        );
+        put_header(out, name, value.as_bytes());
+    }
 }
 
 /// The reason phrase for the common statuses, or `""` (which HTTP allows) for the rest.

@@ -8,16 +8,55 @@ use crate::proto::handshake::{DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS};
 
 /// What happens when a send would take a connection's buffered bytes past
 /// [`Config::max_backpressure`].
+///
+/// Which one suits a stream depends on what a gap in it costs:
+///
+/// | stream | policy | why |
+/// |---|---|---|
+/// | market data, positions, presence, game state | [`DropOldest`](Self::DropOldest) | a newer message supersedes an older one: a reader that falls behind should get the newest, not catch up through stale ones |
+/// | chat, orders, anything a client must see whole | [`Close`](Self::Close) | a silent gap is worse than a reconnect that resynchronises |
+/// | bursts the handler paces itself (`SendStatus`, `on_drain`) | [`Drop`](Self::Drop) | the sender learns at once that this message was not sent, and can retry or coalesce |
+///
+/// ```
+/// use wsreactor::{BackpressurePolicy, Config};
+///
+/// // A price feed: at most 256 KiB waiting per client, the newest kept, and a
+/// // send buffer small enough that stale ticks do not hide in the kernel.
+/// let config = Config::default()
+///     .with_backpressure(256 * 1024, BackpressurePolicy::DropOldest)
+///     .with_send_buffer_size(Some(64 * 1024));
+/// assert_eq!(config.backpressure_policy, BackpressurePolicy::DropOldest);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BackpressurePolicy {
     /// Drop the new message and report [`SendStatus::Dropped`](crate::SendStatus::Dropped);
-    /// the connection stays open. Suits market data and presence, where a newer
-    /// message replaces an older one.
+    /// the connection stays open and keeps what was queued before, so a reader
+    /// that resumes first gets the old messages. Suits a sender that paces itself
+    /// with the status and [`on_drain`](crate::Handler::on_drain); not a feed whose
+    /// newest message matters most (see [`DropOldest`](Self::DropOldest)).
     Drop,
     /// Drop the new message and close the connection with 1008 (policy violation).
     /// Suits chat and anything where a gap in the stream is worse than a reconnect.
     Close,
+    /// Keep the new message and drop the oldest queued messages that have not
+    /// started on the wire, whole frames only, until it fits: a reader that
+    /// resumes gets the newest messages. A frame partly written is never cut (the
+    /// peer would see a torn frame), nor is a control frame (ping, pong, close) or
+    /// a message still in this turn's cork, which is written at the end of the
+    /// turn, nor a message compressed with the connection's own permessage-deflate
+    /// context (the peer needs it to inflate the messages after it; broadcasts and
+    /// publications are compressed without context and may be dropped); if dropping
+    /// every message it may still leaves no room, the new one is dropped instead
+    /// ([`SendStatus::Dropped`](crate::SendStatus::Dropped)).
+    /// Every message dropped, new or old, counts in
+    /// [`Stats::dropped`](crate::Stats::dropped). Suits market data and presence.
+    ///
+    /// Only the server's queue is trimmed: bytes the kernel already took wait in
+    /// the socket's send buffer, several MiB on Linux when it grows the buffer
+    /// itself. Bound them with
+    /// [`Config::send_buffer_size`](crate::Config::send_buffer_size).
+    DropOldest,
 }
 
 /// The server's configuration.
@@ -80,8 +119,19 @@ pub struct Config {
     /// replies ([`read_budget`](Self::read_budget)) by TCP flow control.
     pub max_backpressure: usize,
     /// What a send does at [`max_backpressure`](Self::max_backpressure). Default
-    /// [`BackpressurePolicy::Drop`], as uWebSockets: the connection survives a burst.
+    /// [`BackpressurePolicy::Drop`], as uWebSockets: the connection survives a burst,
+    /// and the sender learns which message was not sent. A market-data feed wants
+    /// [`BackpressurePolicy::DropOldest`].
     pub backpressure_policy: BackpressurePolicy,
+    /// The kernel's send buffer for each connection (`SO_SNDBUF`, set once on the
+    /// listening sockets, whose connections inherit it). Default `None`: the
+    /// kernel's own, which Linux grows up to `net.ipv4.tcp_wmem`'s maximum (4 MiB
+    /// by default) for a peer that reads slowly. Those bytes are past the server's
+    /// reach: the backpressure policy cannot drop them, so a reader that stalls and
+    /// resumes first reads seconds of stale messages. A feed that wants its readers
+    /// current sets a few tens of KiB (Linux doubles the value asked for, and keeps
+    /// at least about 4.5 KiB); a bulk sender leaves it to the kernel.
+    pub send_buffer_size: Option<usize>,
     /// The number of reactor threads. Default: the number of available cores.
     pub reactors: usize,
     /// The listen backlog of each reactor's socket. Default 4096, so that a burst of
@@ -129,6 +179,7 @@ impl Default for Config {
             write_timeout: Some(Duration::from_secs(30)),
             max_backpressure: 1 << 20,
             backpressure_policy: BackpressurePolicy::Drop,
+            send_buffer_size: None,
             reactors: std::thread::available_parallelism().map_or(1, usize::from),
             backlog: 4096,
             read_budget: 256 * 1024,
@@ -205,6 +256,12 @@ impl Config {
         self
     }
 
+    /// Sets the kernel's send buffer per connection (`None`: the kernel's default).
+    pub fn with_send_buffer_size(mut self, bytes: Option<usize>) -> Self {
+        self.send_buffer_size = bytes;
+        self
+    }
+
     /// Sets the number of reactor threads (at least 1).
     pub fn with_reactors(mut self, reactors: usize) -> Self {
         self.reactors = reactors.max(1);
@@ -256,6 +313,7 @@ mod tests {
         assert_eq!(c.max_queued_command_bytes, 16 << 20);
         assert_eq!(c.max_backpressure, 1 << 20);
         assert_eq!(c.backpressure_policy, BackpressurePolicy::Drop);
+        assert_eq!(c.send_buffer_size, None);
         assert!(c.reactors >= 1);
         assert!(c.backlog >= 4096);
     }

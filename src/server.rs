@@ -92,14 +92,14 @@ impl ServerBuilder {
             .to_socket_addrs()?
             .next()
             .ok_or(Error::Config("the address resolved to nothing"))?;
-        let first = listen(addr, config.backlog)?;
+        let first = listen(addr, &config)?;
         let local_addr = first.local_addr()?;
         let mut listeners = vec![first];
         for _ in 1..config.reactors.max(1) {
-            listeners.push(listen(local_addr, config.backlog)?);
+            listeners.push(listen(local_addr, &config)?);
         }
         let (tls_listeners, tls_addr) =
-            listen_tls(&self.tls, local_addr, listeners.len(), config.backlog)?;
+            listen_tls(&self.tls, local_addr, listeners.len(), &config)?;
         let mut polls = Vec::with_capacity(listeners.len());
         let mut shared = Vec::with_capacity(listeners.len());
         for _ in &listeners {
@@ -141,16 +141,16 @@ fn listen_tls(
     tls: &TlsListen,
     local_addr: SocketAddr,
     reactors: usize,
-    backlog: u32,
+    config: &Config,
 ) -> std::io::Result<(TlsListeners, Option<SocketAddr>)> {
-    let Some((addr, config)) = &tls.second else {
+    let Some((addr, tls_config)) = &tls.second else {
         return Ok((Vec::new(), tls.first.as_ref().map(|_| local_addr)));
     };
-    let first = listen(*addr, backlog)?;
+    let first = listen(*addr, config)?;
     let addr = first.local_addr()?;
-    let mut listeners = vec![(first, config.clone())];
+    let mut listeners = vec![(first, tls_config.clone())];
     for _ in 1..reactors {
-        listeners.push((listen(addr, backlog)?, config.clone()));
+        listeners.push((listen(addr, config)?, tls_config.clone()));
     }
     Ok((listeners, Some(addr)))
 }
@@ -160,18 +160,22 @@ fn listen_tls(
     _: &TlsListen,
     _: SocketAddr,
     _: usize,
-    _: u32,
+    _: &Config,
 ) -> std::io::Result<(TlsListeners, Option<SocketAddr>)> {
     Ok((Vec::new(), None))
 }
 
-fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
+fn listen(addr: SocketAddr, config: &Config) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
+    // Accepted connections inherit it: no system call per connection.
+    if let Some(bytes) = config.send_buffer_size {
+        socket.set_send_buffer_size(bytes)?;
+    }
     socket.bind(&addr.into())?;
-    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    socket.listen(i32::try_from(config.backlog).unwrap_or(i32::MAX))?;
     Ok(socket.into())
 }
 
@@ -227,11 +231,27 @@ impl Server {
         }
     }
 
-    /// Starts one thread per reactor, each with its own clone of `handler`.
+    /// Starts one thread per reactor, each with its own clone of `handler`, and
+    /// returns at once. The server serves for as long as the returned
+    /// [`ServerHandle`] lives: dropping it stops the server. The handle is
+    /// `#[must_use]`, so a handle left on the floor is a warning:
+    ///
+    /// ```compile_fail
+    /// #![deny(unused_must_use)]
+    /// # use wsreactor::{Config, Handler, Server};
+    /// # #[derive(Clone)] struct Quiet;
+    /// # impl Handler for Quiet { type Session = (); }
+    /// # fn main() -> wsreactor::Result<()> {
+    /// let server = Server::bind("127.0.0.1:0", Config::default())?;
+    /// server.spawn(Quiet)?; // unused `ServerHandle`: the server would stop here
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
     /// [`Error::Io`] if a thread or a registration fails.
+    #[must_use = "dropping the ServerHandle stops the server at once: keep it, or call wait()"]
     pub fn spawn<H: Handler>(self, handler: H) -> Result<ServerHandle> {
         self.start_bridge()?;
         let sender = self.sender();
@@ -245,7 +265,10 @@ impl Server {
             local_addr,
             tls_addr,
             sender,
-            threads: Mutex::new(threads),
+            threads: Mutex::new(Threads {
+                running: threads,
+                panicked: false,
+            }),
         })
     }
 
@@ -374,12 +397,52 @@ fn join(threads: Vec<JoinHandle<()>>) -> Result<()> {
     result
 }
 
-/// A running server: its address, its counters, a [`Sender`], and shutdown.
+/// A running server: its address, its counters, a [`Sender`], and the way to stop
+/// it.
+///
+/// **Dropping the handle stops the server** (a graceful shutdown with one second
+/// of grace), so `server.spawn(handler)?;` on a line of its own serves nothing: keep
+/// the handle for as long as the server should serve. To block until the server
+/// stops, hand a [`Sender`] to whatever decides when (a signal handler, an admin
+/// command) and [`wait`](Self::wait):
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use signal_hook::consts::{SIGINT, SIGTERM};
+/// use wsreactor::{Config, Handler, Server};
+///
+/// #[derive(Clone)]
+/// struct Quiet;
+/// impl Handler for Quiet {
+///     type Session = ();
+/// }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let handle = Server::bind("127.0.0.1:9001", Config::default())?.spawn(Quiet)?;
+///     let sender = handle.sender();
+///     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+///     std::thread::spawn(move || {
+///         if signals.forever().next().is_some() {
+///             // Close 1001 to every client, up to 5 s for the close handshakes.
+///             sender.shutdown(Duration::from_secs(5));
+///         }
+///     });
+///     handle.wait()?; // returns once every reactor has stopped
+///     Ok(())
+/// }
+/// ```
+#[must_use = "dropping the ServerHandle stops the server at once: keep it, or call wait()"]
 pub struct ServerHandle {
     local_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     sender: Sender,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    threads: Mutex<Threads>,
+}
+
+/// The reactor threads not yet joined, and whether one that was had panicked.
+struct Threads {
+    running: Vec<JoinHandle<()>>,
+    panicked: bool,
 }
 
 impl ServerHandle {
@@ -423,23 +486,64 @@ impl ServerHandle {
             .collect()
     }
 
-    /// Shuts down gracefully and waits for the reactor threads: stops accepting,
-    /// sends close 1001 to every connection after what is already queued for it,
-    /// waits up to `timeout` for the close handshakes (`Duration::MAX`: as long as
-    /// they take), then drops what is left.
+    /// Shuts down gracefully and waits for the reactor threads. In order:
+    ///
+    /// 1. every reactor stops accepting (its listening socket is closed);
+    /// 2. connections still in their handshake are dropped;
+    /// 3. every open connection gets close 1001 after what is already queued for it
+    ///    (commands queued before the shutdown run first);
+    /// 4. connections already answered in plain HTTP, or whose close handshake is
+    ///    done, are closed as soon as their answer is written, without waiting for
+    ///    the peer to close;
+    /// 5. each reactor waits up to `timeout` for the close handshakes
+    ///    (`Duration::MAX`: as long as they take), calling `on_close` for each
+    ///    connection, then drops what is left (reported as 1001) and exits;
+    /// 6. from then on every [`Sender`] call returns
+    ///    [`QueueStatus::Closed`].
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use wsreactor::{Config, Handler, Server};
+    /// # #[derive(Clone)] struct Quiet;
+    /// # impl Handler for Quiet { type Session = (); }
+    ///
+    /// let handle = Server::bind("127.0.0.1:0", Config::default())?.spawn(Quiet)?;
+    /// // ... serve, then:
+    /// handle.shutdown(Duration::from_secs(5))?;
+    /// # Ok::<(), wsreactor::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
     /// [`Error::ReactorPanicked`] if a reactor thread died.
     pub fn shutdown(&self, timeout: Duration) -> Result<()> {
         self.sender.shutdown(timeout);
-        let threads = match self.threads.lock() {
-            Ok(mut t) => std::mem::take(&mut *t),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
-        let joined = join(threads);
+        self.wait()
+    }
+
+    /// Blocks until every reactor thread has stopped: after a
+    /// [`Sender::shutdown`] from another thread (a signal handler, say; see the
+    /// type's example), or a reactor's failure. Returns at once if they already
+    /// have; callable from several threads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReactorPanicked`] if a reactor thread died.
+    pub fn wait(&self) -> Result<()> {
+        // Joined under the lock: a second caller returns once the threads are gone.
+        let mut threads = self
+            .threads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let running = std::mem::take(&mut threads.running);
+        threads.panicked |= join(running).is_err();
+        // The Redis bridge (feature `redis`) stops after the reactors that feed it.
         self.sender.join_bridge();
-        joined
+        if threads.panicked {
+            Err(Error::ReactorPanicked)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -460,13 +564,62 @@ impl Drop for ServerHandle {
 /// ([`Config::max_queued_command_bytes`]), and refuses everything once the reactor
 /// has exited (after shutdown).
 ///
+/// # Examples
+///
+/// A worker thread pushes to the connections that registered with it: the handler
+/// hands each [`ConnId`] over in `on_open`, the worker sends through its `Sender`.
+///
+/// ```no_run
+/// use std::sync::mpsc;
+/// use std::time::Duration;
+/// use wsreactor::{Config, ConnId, Handler, Message, QueueStatus, Server, Socket};
+///
+/// #[derive(Clone)]
+/// struct Register(mpsc::Sender<ConnId>);
+///
+/// impl Handler for Register {
+///     type Session = ();
+///     fn on_open(&mut self, ws: &mut Socket<'_, ()>) {
+///         let _ = self.0.send(ws.id());
+///     }
+/// }
+///
+/// let (ids, opened) = mpsc::channel();
+/// let handle = Server::bind("127.0.0.1:9001", Config::default())?.spawn(Register(ids))?;
+/// let sender = handle.sender();
+/// std::thread::spawn(move || {
+///     let mut clients = Vec::new();
+///     for tick in 0u64.. {
+///         clients.extend(opened.try_iter());
+///         let text = format!("tick {tick}");
+///         // A connection that closed is skipped by its reactor: its id is stale.
+///         for &id in &clients {
+///             if sender.send(id, Message::Text(&text)) == QueueStatus::Closed {
+///                 return; // the server has shut down
+///             }
+///         }
+///         std::thread::sleep(Duration::from_millis(100));
+///     }
+/// });
+/// # Ok::<(), wsreactor::Error>(())
+/// ```
+///
+/// To send one message to many connections, [`encode`] it once and hand each
+/// connection the same frame with [`send_frame`](Self::send_frame); for a set
+/// known by name, use topics ([`publish`](Self::publish)).
+///
 /// # Ordering
 ///
-/// Commands from one thread to one reactor run in the order they were queued. A
-/// command runs between two event-loop turns' callbacks, so a message sent through
-/// a `Sender` and one sent by [`Socket::send`](crate::Socket::send) in a callback
-/// reach a connection in the order the reactor handles them, which is not the
-/// order of the calls in real time.
+/// Commands from one thread to one reactor run in the order they were queued, so
+/// everything one thread sends to one connection arrives in order. Between a
+/// `Sender` and the callbacks the order is the reactor's, not the callers' clock:
+/// a reactor runs the callbacks of a loop turn's events first, then the commands
+/// queued by then. So a [`Socket::send`](crate::Socket::send) made in a callback
+/// reaches its connection before a `Sender` send queued while that callback ran,
+/// even one queued first in real time; a command queued after the reactor took its
+/// batch runs in the next turn, after that turn's callbacks. A message must follow
+/// another through one path to be sure to arrive after it: reply from the callback,
+/// or send both from the same thread.
 #[derive(Clone)]
 pub struct Sender {
     reactors: Arc<[Arc<Shared>]>,
@@ -481,7 +634,19 @@ impl Sender {
         self.send_frame(id, encode(message))
     }
 
-    /// Sends a frame encoded with [`encode`] (for example once, to several ids).
+    /// Sends a frame encoded with [`encode`]: encoded once, it goes to several ids
+    /// without another copy (each gets a reference to the same bytes).
+    ///
+    /// ```
+    /// use wsreactor::{ConnId, Message, QueueStatus, Sender, encode};
+    ///
+    /// fn to_all(sender: &Sender, ids: &[ConnId], text: &str) -> usize {
+    ///     let frame = encode(Message::Text(text));
+    ///     ids.iter()
+    ///         .filter(|&&id| sender.send_frame(id, frame.clone()) == QueueStatus::Queued)
+    ///         .count()
+    /// }
+    /// ```
     pub fn send_frame(&self, id: ConnId, frame: Bytes) -> QueueStatus {
         match self.reactors.get(id.reactor()) {
             Some(reactor) => reactor.push(Command::Send { id, frame }),
@@ -612,7 +777,14 @@ impl Sender {
 }
 
 /// Encodes `message` as one unmasked frame (a server frame), ready to be sent to
-/// many connections without another copy.
+/// many connections without another copy ([`Sender::send_frame`]).
+///
+/// ```
+/// use wsreactor::{Message, encode};
+///
+/// let frame = encode(Message::Text("hi"));
+/// assert_eq!(&frame[..], b"\x81\x02hi"); // FIN + text, length 2, unmasked
+/// ```
 pub fn encode(message: Message<'_>) -> Bytes {
     let payload = message.as_bytes();
     let opcode = if message.is_text() {

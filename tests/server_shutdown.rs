@@ -1,14 +1,19 @@
 //! Graceful shutdown: every client gets close 1001 after everything queued for it,
-//! and nothing queued is lost; new connections are refused.
+//! and nothing queued is lost; new connections are refused. `ServerHandle::wait`
+//! blocks until another thread shuts the server down; connections already
+//! answered in plain HTTP do not hold the shutdown up.
 
 #[path = "util/server.rs"]
 mod server;
 
+use std::io::Write;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use server::{Register, start, test_config, ws_client};
+use server::{Register, connect, raw, read_head, read_until_closed, start, test_config, ws_client};
+use tungstenite::Message as T;
 use wsreactor::client::{Error, Incoming};
-use wsreactor::{CloseCode, Message};
+use wsreactor::{CloseCode, Handler, HttpRequest, HttpResponse, Message, QueueStatus};
 
 const CLIENTS: usize = 5;
 const MESSAGES: u32 = 300;
@@ -70,4 +75,91 @@ fn shutdown_delivers_everything_queued_then_1001_to_every_client() {
         std::net::TcpStream::connect(addr).is_err(),
         "no longer accepting"
     );
+}
+
+#[test]
+fn wait_returns_once_another_thread_shuts_the_server_down() {
+    let (register, ids) = Register::new();
+    let server = start(test_config(), register);
+    let mut client = connect(server.local_addr(), "/");
+    let id = ids.recv_timeout(Duration::from_secs(5)).unwrap();
+    let sender = server.sender();
+    let (waited, done) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let result = server.wait();
+        let _ = waited.send(());
+        result
+    });
+    // Nothing has stopped the server: wait() is still blocked, and it serves.
+    assert!(done.recv_timeout(Duration::from_millis(300)).is_err());
+    assert_eq!(
+        sender.send(id, Message::Text("still here")),
+        QueueStatus::Queued
+    );
+    assert_eq!(client.read().unwrap(), T::text("still here"));
+    // A signal handler would do this.
+    sender.shutdown(Duration::from_secs(5));
+    match client.read().unwrap() {
+        T::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("unexpected {other:?}"),
+    }
+    done.recv_timeout(Duration::from_secs(10))
+        .expect("wait() returned");
+    waiter.join().unwrap().expect("no reactor panicked");
+    assert_eq!(sender.send(id, Message::Text("late")), QueueStatus::Closed);
+}
+
+#[test]
+fn wait_and_shutdown_from_two_threads_both_return() {
+    let server = std::sync::Arc::new(start(test_config(), server::Echo));
+    let waiter = {
+        let server = server.clone();
+        std::thread::spawn(move || server.wait())
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    server.shutdown(Duration::from_secs(1)).unwrap();
+    waiter.join().unwrap().unwrap();
+    server.wait().unwrap();
+}
+
+/// Serves a page at every path.
+#[derive(Clone)]
+struct Page;
+
+impl Handler for Page {
+    type Session = ();
+    fn on_http(&mut self, _: &HttpRequest<'_, '_>) -> Option<HttpResponse> {
+        Some(HttpResponse::html("<p>hello</p>"))
+    }
+}
+
+#[test]
+fn an_answered_http_connection_left_open_does_not_hold_the_shutdown_up() {
+    // A close timeout far longer than the test may take.
+    let config = test_config().with_close_timeout(Duration::from_secs(60));
+    let server = start(config, Page);
+    let mut client = raw(server.local_addr());
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    assert!(read_head(&mut client).starts_with("HTTP/1.1 200 OK"));
+    // The page arrived; the client keeps the connection open (and even sends more,
+    // which the server must read away rather than reset the answer).
+    client
+        .write_all(b"GET /again HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        server.stats().open,
+        1,
+        "the server waits for the client's FIN"
+    );
+    let started = Instant::now();
+    let stopped = server::shutdown_within(server, Duration::from_secs(60), Duration::from_secs(10));
+    assert!(
+        matches!(stopped, Some(Ok(()))),
+        "shut down in {:?}, not after the 60 s close timeout",
+        started.elapsed()
+    );
+    assert_eq!(read_until_closed(&mut client), b"<p>hello</p>");
 }

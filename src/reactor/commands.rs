@@ -310,6 +310,11 @@ impl<H: Handler> Reactor<H> {
                     self.after_callback(key);
                     self.finish_turn(key);
                 }
+                // Answered (plain HTTP, a refusal, a finished close handshake) and
+                // written: nothing is owed to the peer any more.
+                Phase::Draining if conn.has(super::conn::flag::WRITE_SHUT) => {
+                    self.close_drained(key);
+                }
                 Phase::Closing | Phase::Draining => {}
             }
         }

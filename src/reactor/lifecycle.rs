@@ -122,6 +122,9 @@ impl<H: Handler> Reactor<H> {
                             self.remove(key);
                         }
                     }
+                    if self.shutdown.is_some() {
+                        self.close_drained(key);
+                    }
                     return;
                 }
                 Next::Drain if round == DRAIN_ROUNDS => {
@@ -229,6 +232,25 @@ impl<H: Handler> Reactor<H> {
         conn.clear(flag::WRITE_WAIT);
         let close = self.timeouts.close;
         self.set_deadline(key, close);
+    }
+
+    /// Closes a draining connection that has written everything, without waiting
+    /// for the peer's FIN: the server is shutting down, and a client may keep an
+    /// answered page's connection open for as long as it likes. What the peer sent
+    /// is read and dropped first, since closing a socket with unread input resets
+    /// it, which could cost the peer the end of our answer.
+    pub(super) fn close_drained(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut sink = [0; 4096];
+        for _ in 0..16 {
+            match super::read(&mut conn.stream, &mut sink) {
+                Ok(n) if n == sink.len() => {}
+                _ => break,
+            }
+        }
+        self.remove(key);
     }
 
     // ---- closing ----------------------------------------------------------------

@@ -191,9 +191,33 @@ impl Output {
 
     /// Whether a frame of `len` more bytes fits under the backpressure limit. A
     /// frame of any size is accepted when nothing is buffered, or it could never be
-    /// sent.
-    fn admits(&self, buffered: usize, len: usize) -> bool {
-        buffered == 0 || buffered + len <= self.max_backpressure
+    /// sent. Under `DropOldest` the oldest whole messages queued are dropped to make
+    /// room, if that is enough.
+    fn admits<S>(&mut self, owner: Owner, conn: &Conn<S>, len: usize) -> bool {
+        let buffered = self.buffered(owner, conn);
+        if buffered == 0 || buffered + len <= self.max_backpressure {
+            return true;
+        }
+        if self.policy != BackpressurePolicy::DropOldest {
+            return false;
+        }
+        let need = buffered + len - self.max_backpressure;
+        match self.queues.get_mut(conn.output as usize) {
+            Some(queue) if queue.droppable() >= need => {
+                self.stats.dropped += queue.drop_oldest(need) as u64;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a queued copy of this frame may be dropped under `DropOldest`: one
+    /// whole text or binary message (FIN set; RSV bits aside).
+    fn is_droppable(&self, frame: &[u8]) -> bool {
+        self.policy == BackpressurePolicy::DropOldest
+            && frame
+                .first()
+                .is_some_and(|&b| b & 0x8f == 0x81 || b & 0x8f == 0x82)
     }
 
     /// Applies the policy to a send that did not fit.
@@ -290,7 +314,7 @@ impl Output {
         header.rsv = rsv;
         let header = header.encode();
         let header = header.as_bytes();
-        if !self.admits(self.buffered(owner, conn), header.len() + payload.len()) {
+        if !self.admits(owner, conn, header.len() + payload.len()) {
             return self.refuse(owner, conn);
         }
         if !opcode.is_control() {
@@ -300,7 +324,9 @@ impl Output {
         if payload.len() >= DIRECT_WRITE || conn.output != NONE {
             // Large, or behind a queue: one vectored write (or one copy into the
             // queue), never a copy into the cork first.
-            self.write_through(owner, conn, header, Payload::Borrowed(payload));
+            // A frame from the connection's own compressor (RSV1) may be context for
+            // the messages after it: only frames without it may be dropped later.
+            self.write_through(owner, conn, header, Payload::Borrowed(payload), rsv == 0);
         } else {
             let cork = self.cork(owner);
             cork.extend_from_slice(header);
@@ -327,7 +353,7 @@ impl Output {
         if let Err(status) = self.admit_shared(owner, conn, frame) {
             return status;
         }
-        self.write_through(owner, conn, &[], Payload::Shared(frame));
+        self.write_through(owner, conn, &[], Payload::Shared(frame), true);
         Self::status(conn)
     }
 
@@ -358,7 +384,7 @@ impl Output {
         if conn.phase != Phase::Open || !conn.proto.can_send() {
             return Err(SendStatus::Closed);
         }
-        if !self.admits(self.buffered(owner, conn), frame.len()) {
+        if !self.admits(owner, conn, frame.len()) {
             return Err(self.refuse(owner, conn));
         }
         self.stats.messages_out += 1;
@@ -381,25 +407,32 @@ impl Output {
         }
         self.reclaim_strays(owner, conn);
         let corked = self.corked(owner);
+        let droppable = self.is_droppable(frame);
         let queue = batch_of(&mut self.queues, conn);
         if corked > 0 {
             queue.push_copy(&self.cork.bytes);
             self.cork.bytes.clear();
         }
-        queue.push(frame.clone());
+        if droppable {
+            queue.push_message(frame.clone());
+        } else {
+            queue.push(frame.clone());
+        }
         SendStatus::Sent
     }
 
     /// Sends a plain-HTTP response body after the head corked before it, without a
     /// copy unless the kernel refuses part of it.
     pub(crate) fn send_body<S>(&mut self, owner: Owner, conn: &mut Conn<S>, body: &Bytes) {
-        self.write_through(owner, conn, &[], Payload::Shared(body));
+        self.write_through(owner, conn, &[], Payload::Shared(body), false);
     }
 
     /// Writes the cork of `owner`, `header` and `payload` in one vectored write when
     /// nothing is queued, and queues what the kernel does not take (a borrowed
     /// payload copied once, a shared one by reference). Behind a queue, everything
-    /// goes to the queue. A write error is seen by the next read, which closes the
+    /// goes to the queue. `frame` says header and payload are one WebSocket frame
+    /// (not an HTTP body), which `DropOldest` may drop while the kernel has not
+    /// started on it. A write error is seen by the next read, which closes the
     /// connection.
     fn write_through<S>(
         &mut self,
@@ -407,6 +440,7 @@ impl Output {
         conn: &mut Conn<S>,
         header: &[u8],
         payload: Payload<'_>,
+        frame: bool,
     ) {
         // Take the cork for this connection (displacing another's, if any).
         self.cork(owner);
@@ -430,16 +464,32 @@ impl Output {
         };
         let total = self.cork.bytes.len() + header.len() + payload.as_slice().len();
         if written < total {
+            // A frame the kernel has not started on may be dropped later.
+            let droppable = frame
+                && written <= self.cork.bytes.len()
+                && self.is_droppable(if header.is_empty() {
+                    payload.as_slice()
+                } else {
+                    header
+                });
             let queue = queue_of(&mut self.queues, conn);
-            let mut skip = written;
-            for part in [&self.cork.bytes[..], header] {
-                let taken = skip.min(part.len());
-                skip -= taken;
-                queue.push_copy(&part[taken..]);
-            }
+            let taken = written.min(self.cork.bytes.len());
+            queue.push_copy(&self.cork.bytes[taken..]);
             match payload {
-                Payload::Borrowed(bytes) => queue.push_copy(&bytes[skip..]),
-                Payload::Shared(bytes) => queue.push(bytes.slice(skip..)),
+                Payload::Borrowed(bytes) if droppable => queue.push_message_copy(header, bytes),
+                Payload::Shared(bytes) if droppable && header.is_empty() => {
+                    queue.push_message(bytes.clone())
+                }
+                _ => {
+                    let mut skip = written - taken;
+                    let from_header = skip.min(header.len());
+                    skip -= from_header;
+                    queue.push_copy(&header[from_header..]);
+                    match payload {
+                        Payload::Borrowed(bytes) => queue.push_copy(&bytes[skip..]),
+                        Payload::Shared(bytes) => queue.push(bytes.slice(skip..)),
+                    }
+                }
             }
         }
         self.cork.bytes.clear();

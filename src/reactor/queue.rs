@@ -1,4 +1,10 @@
 //! A connection's output queue: the bytes the kernel has not taken yet.
+//!
+//! Under [`BackpressurePolicy::DropOldest`](crate::BackpressurePolicy::DropOldest)
+//! the queue also knows which of its segments are whole messages that have not
+//! started on the wire: each is a segment of its own, marked droppable, and loses
+//! the mark as soon as the kernel takes its first byte. Only those are ever dropped,
+//! so the peer never sees a torn frame.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -50,6 +56,7 @@ impl Queues {
             queue.segments.clear();
             queue.tail.clear();
             queue.len = 0;
+            queue.droppable = 0;
             self.spare.push(queue);
         }
     }
@@ -60,10 +67,29 @@ impl Queues {
 /// frames sent behind the queue are copied into once.
 #[derive(Debug, Default)]
 pub(crate) struct OutQueue {
-    segments: VecDeque<Bytes>,
+    segments: VecDeque<Segment>,
     /// Bytes copied in after the last segment, not yet frozen into one.
     tail: BytesMut,
     len: usize,
+    /// The bytes of the segments marked droppable.
+    droppable: usize,
+}
+
+/// A run of queued bytes.
+#[derive(Debug)]
+struct Segment {
+    bytes: Bytes,
+    /// One whole message, not started on the wire: it may be dropped.
+    droppable: bool,
+}
+
+impl Segment {
+    fn kept(bytes: Bytes) -> Segment {
+        Segment {
+            bytes,
+            droppable: false,
+        }
+    }
 }
 
 impl OutQueue {
@@ -78,7 +104,55 @@ impl OutQueue {
         }
         self.freeze_tail();
         self.len += bytes.len();
-        self.segments.push_back(bytes);
+        self.segments.push_back(Segment::kept(bytes));
+    }
+
+    /// Queues one whole message that may be dropped until it starts on the wire,
+    /// without a copy.
+    pub(crate) fn push_message(&mut self, frame: Bytes) {
+        self.freeze_tail();
+        self.len += frame.len();
+        self.droppable += frame.len();
+        self.segments.push_back(Segment {
+            bytes: frame,
+            droppable: true,
+        });
+    }
+
+    /// Queues a copy of one whole message (its header and payload) that may be
+    /// dropped until it starts on the wire: a segment of its own.
+    pub(crate) fn push_message_copy(&mut self, header: &[u8], payload: &[u8]) {
+        self.freeze_tail();
+        self.tail.extend_from_slice(header);
+        self.tail.extend_from_slice(payload);
+        let frame = self.tail.split().freeze();
+        self.push_message(frame);
+    }
+
+    /// The bytes of the messages that may still be dropped.
+    pub(crate) fn droppable(&self) -> usize {
+        self.droppable
+    }
+
+    /// Drops the oldest droppable messages until at least `need` bytes are freed or
+    /// none is left. Returns how many were dropped.
+    pub(crate) fn drop_oldest(&mut self, need: usize) -> usize {
+        let (mut freed, mut dropped, mut i) = (0, 0, 0);
+        // The oldest are at the front, behind at most the frame being written and
+        // a few runs of kept bytes: removing near the front moves little.
+        while freed < need && i < self.segments.len() {
+            if self.segments[i].droppable {
+                if let Some(segment) = self.segments.remove(i) {
+                    freed += segment.bytes.len();
+                    dropped += 1;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        self.len -= freed;
+        self.droppable -= freed;
+        dropped
     }
 
     /// Queues a copy of `bytes` (the one copy a borrowed payload costs).
@@ -89,7 +163,8 @@ impl OutQueue {
 
     fn freeze_tail(&mut self) {
         if !self.tail.is_empty() {
-            self.segments.push_back(self.tail.split().freeze());
+            let bytes = self.tail.split().freeze();
+            self.segments.push_back(Segment::kept(bytes));
         }
     }
 
@@ -101,7 +176,7 @@ impl OutQueue {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
             for (slot, seg) in slices.iter_mut().zip(self.segments.iter()) {
-                *slot = IoSlice::new(seg);
+                *slot = IoSlice::new(&seg.bytes);
                 count += 1;
             }
             match stream.write_vectored(&slices[..count]) {
@@ -121,11 +196,16 @@ impl OutQueue {
             let Some(front) = self.segments.front_mut() else {
                 return;
             };
-            if front.len() <= n {
-                n -= front.len();
+            if front.droppable {
+                // Started on the wire (or gone): never dropped from now on.
+                front.droppable = false;
+                self.droppable -= front.bytes.len();
+            }
+            if front.bytes.len() <= n {
+                n -= front.bytes.len();
                 self.segments.pop_front();
             } else {
-                front.advance(n);
+                front.bytes.advance(n);
                 n = 0;
             }
         }
@@ -165,7 +245,7 @@ mod tests {
         q.consume(4);
         assert_eq!(q.len(), 3);
         assert_eq!(q.segments.len(), 1);
-        assert_eq!(&q.segments[0][..], b"efg");
+        assert_eq!(&q.segments[0].bytes[..], b"efg");
         q.consume(3);
         assert!(q.len() == 0 && q.segments.is_empty());
     }
@@ -178,7 +258,7 @@ mod tests {
         q.push(Bytes::from_static(b"DE"));
         q.push_copy(b"f");
         q.freeze_tail();
-        let all: Vec<u8> = q.segments.iter().flat_map(|s| s.to_vec()).collect();
+        let all: Vec<u8> = q.segments.iter().flat_map(|s| s.bytes.to_vec()).collect();
         assert_eq!(all, b"abcDEf");
         assert_eq!(q.len(), 6);
         assert_eq!(
@@ -186,5 +266,40 @@ mod tests {
             3,
             "copies made in a row share one segment"
         );
+    }
+
+    fn contents(q: &mut OutQueue) -> Vec<u8> {
+        q.freeze_tail();
+        q.segments.iter().flat_map(|s| s.bytes.to_vec()).collect()
+    }
+
+    #[test]
+    fn the_oldest_whole_messages_go_first_and_kept_bytes_stay() {
+        let mut q = OutQueue::default();
+        q.push_copy(b"<kept>");
+        q.push_message(Bytes::from_static(b"[m1]"));
+        q.push_message_copy(b"[", b"m2]");
+        q.push_copy(b"<pong>");
+        q.push_message(Bytes::from_static(b"[m3]"));
+        assert_eq!((q.len(), q.droppable()), (24, 12));
+        assert_eq!(q.drop_oldest(5), 2, "two messages free at least 5 bytes");
+        assert_eq!(contents(&mut q), b"<kept><pong>[m3]");
+        assert_eq!((q.len(), q.droppable()), (16, 4));
+        assert_eq!(q.drop_oldest(100), 1, "all there is");
+        assert_eq!(contents(&mut q), b"<kept><pong>");
+        assert_eq!((q.len(), q.droppable()), (12, 0));
+    }
+
+    #[test]
+    fn a_message_the_kernel_started_is_never_dropped() {
+        let mut q = OutQueue::default();
+        q.push_message(Bytes::from_static(b"[m1]"));
+        q.push_message(Bytes::from_static(b"[m2]"));
+        q.consume(1);
+        assert_eq!(q.droppable(), 4, "only [m2] is whole and unstarted");
+        assert_eq!(q.drop_oldest(1), 1);
+        assert_eq!(contents(&mut q), b"m1]");
+        q.consume(3);
+        assert_eq!((q.len(), q.droppable()), (0, 0));
     }
 }

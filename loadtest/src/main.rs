@@ -512,7 +512,11 @@ fn soak(args: &SoakArgs) -> Result<bool, String> {
 fn demo(args: &DemoArgs) -> Result<bool, String> {
     let server = server::EchoServer::start(args.server_threads)?;
     let url = format!("ws://{}/", server.addr);
-    println!("echo example on {url} (pid {})", server.pid());
+    println!(
+        "echo example on {url} (pid {}, {} reactor thread(s)); what each line means: loadtest/README.md",
+        server.pid(),
+        args.server_threads
+    );
     let common = Common {
         url,
         threads: 1,

@@ -119,7 +119,7 @@ impl Report {
         println!("wsload {} → {}", self.scenario, self.target);
         println!("  machine       {}", self.machine);
         println!(
-            "  connections   {} open of {} (ramp {:.1} s), {} thread(s)",
+            "  connections   {} open of {} (ramp {:.1} s), {} wsload thread(s)",
             self.connections_open, self.connections, self.ramp_seconds, self.threads
         );
         if self.scenario == "fanout" {

@@ -77,18 +77,29 @@ pub struct EchoServer {
 impl EchoServer {
     /// Builds the echo example (release) and starts it on a free port with `threads`
     /// reactors, pinned to CPU 0 when `taskset` is there.
+    ///
+    /// The build shows cargo's own progress: on a cold target directory it compiles
+    /// the library and the few crates its examples need (signal-hook for the echo
+    /// server, and the tests' proptest and tungstenite, which cargo builds for every
+    /// example), never the benchmarks' criterion, fastwebsockets or tokio (they are
+    /// the wsreactor-benches crate's).
     pub fn start(threads: usize) -> Result<EchoServer, String> {
         let root = workspace_root();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        eprintln!("building the echo example (release)...");
+        eprintln!("building the echo example: cargo build --release -p wsreactor --example echo");
+        let started = std::time::Instant::now();
         let status = Command::new(&cargo)
-            .args(["build", "--release", "--quiet", "--example", "echo"])
+            .args(["build", "--release", "-p", "wsreactor", "--example", "echo"])
             .current_dir(&root)
             .status()
             .map_err(|e| format!("cannot run {cargo}: {e}"))?;
         if !status.success() {
             return Err("building the echo example failed".into());
         }
+        eprintln!(
+            "built in {:.1} s; starting it with {threads} reactor thread(s)",
+            started.elapsed().as_secs_f64()
+        );
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));

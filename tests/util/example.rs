@@ -13,6 +13,21 @@ pub struct Example {
     pub addr: String,
 }
 
+impl Example {
+    /// Stops the example with SIGTERM; returns whether it exited with success and
+    /// what it printed after its first line.
+    pub fn terminate(mut self) -> (bool, String) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let mut printed = String::new();
+        if let Some(stdout) = self.child.stdout.as_mut() {
+            let _ = std::io::Read::read_to_string(stdout, &mut printed);
+        }
+        let exited = self.child.wait().is_ok_and(|status| status.success());
+        (exited, printed)
+    }
+}
+
 impl Drop for Example {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -23,6 +38,11 @@ impl Drop for Example {
 /// Starts `examples/NAME` with `--addr 127.0.0.1:0 --threads 2` and waits for its
 /// `listening on ADDR` line.
 pub fn start(name: &str) -> Example {
+    start_with(name, &[])
+}
+
+/// As [`start`], with more flags.
+pub fn start_with(name: &str, flags: &[&str]) -> Example {
     // The test binary is in target/PROFILE/deps; the examples in target/PROFILE/examples.
     let exe = std::env::current_exe().unwrap();
     let bin = exe
@@ -34,6 +54,7 @@ pub fn start(name: &str) -> Example {
         .join(name);
     let mut child = Command::new(&bin)
         .args(["--addr", "127.0.0.1:0", "--threads", "2"])
+        .args(flags)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{} (built by cargo test): {e}", bin.display()));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use server::{read_frame, start, test_config, wait_until};
+use server::{read_frame, start, test_config, wait_for_stats, wait_until};
 use wsreactor::{BackpressurePolicy, Handler, Message, SendStatus, Socket};
 
 const LIMIT: usize = 256 * 1024;
@@ -88,7 +88,9 @@ fn a_reader_that_stops_reading_hits_the_limit_and_memory_stays_bounded() {
         "never above the limit"
     );
     assert!(grown < 32 << 20, "resident memory grew by {grown} bytes");
-    assert_eq!(server.stats().dropped, flood.dropped.load(SeqCst) as u64);
+    // The counters are published when the loop turn ends, just after the callback.
+    let dropped = flood.dropped.load(SeqCst) as u64;
+    wait_for_stats(&server, Duration::from_secs(5), |s| s.dropped == dropped);
 
     // Now the client reads: every accepted message arrives, in order, and the
     // handler hears that the queue drained.

@@ -283,3 +283,71 @@ fn a_client_allowed_to_keep_its_context_gets_a_decompressor_of_its_own() {
         }
     }
 }
+
+/// On "flood N FROM": sends N similar quotes at once, numbered from FROM.
+#[derive(Clone)]
+struct Flood;
+
+impl Handler for Flood {
+    type Session = ();
+    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
+        if let Message::Text(t) = message
+            && let Some(args) = t.strip_prefix("flood ")
+        {
+            let mut args = args.split(' ').map(|a| a.parse().unwrap_or(0));
+            let (n, from) = (args.next().unwrap_or(0), args.next().unwrap_or(0));
+            for i in from..from + n {
+                // Noise after the quote, so that each message stays large compressed.
+                let mut x = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                let noise: String = (0..64)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        char::from(b'a' + (x % 26) as u8)
+                    })
+                    .collect();
+                ws.send_text(&format!("{}{noise}", json(i)));
+            }
+        }
+    }
+}
+
+#[test]
+fn drop_oldest_never_drops_a_message_a_kept_context_refers_to() {
+    let config = test_config()
+        .with_compression(Compression::dedicated())
+        .with_backpressure(256 * 1024, wsreactor::BackpressurePolicy::DropOldest)
+        .with_send_buffer_size(Some(4096));
+    let server = start(config, Flood);
+    let mut c = DeflateClient::connect(server.local_addr(), Some("permessage-deflate"));
+    // The first flood fills the socket and starts the queue; the second is queued
+    // message by message, where DropOldest could drop them.
+    c.send(Message::Text("flood 3000 0"), false);
+    std::thread::sleep(Duration::from_millis(200));
+    c.send(Message::Text("flood 20000 3000"), false);
+    // Read nothing until the server has had to refuse or drop.
+    wait_for_stats(&server, Duration::from_secs(10), |s| s.dropped > 0);
+    // Every message that arrives inflates (a dropped message that later ones refer
+    // to would make the rest unreadable), in order.
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut last = None;
+    loop {
+        let text = match c.recv() {
+            Got::Message(bytes, true, _) => String::from_utf8(bytes).unwrap(),
+            Got::End => break, // a second of quiet: all that was queued has come
+            other => panic!("{other:?}"),
+        };
+        let seq: usize = text
+            .split("\"seq\":")
+            .nth(1)
+            .and_then(|s| s.split('}').next())
+            .and_then(|s| s.parse().ok())
+            .expect("a quote");
+        assert!(last.is_none_or(|l| seq > l), "{seq} after {last:?}");
+        last = Some(seq);
+    }
+    assert!(last.is_some());
+}

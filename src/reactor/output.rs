@@ -22,7 +22,7 @@ use super::tls::Sessions;
 use crate::compression::Compress;
 use crate::config::BackpressurePolicy;
 use crate::handler::ConnId;
-use crate::proto::frame::{FrameHeader, OpCode, RSV1};
+use crate::proto::frame::{FrameHeader, OpCode, RSV1, Role};
 use crate::proto::{CloseCode, CloseState, Message};
 use crate::stats::LocalStats;
 use crate::status::SendStatus;
@@ -212,12 +212,19 @@ impl Output {
     }
 
     /// Whether a queued copy of this frame may be dropped under `DropOldest`: one
-    /// whole text or binary message (FIN set; RSV bits aside).
-    fn is_droppable(&self, frame: &[u8]) -> bool {
+    /// whole text or binary message (FIN set; RSV bits aside), but never a
+    /// compressed one on a connection whose compressor keeps its context: the
+    /// messages compressed after it may refer to it, and the peer could not inflate
+    /// them without it.
+    fn is_droppable<S>(&self, conn: &Conn<S>, frame: &[u8]) -> bool {
+        let keeps_context = conn
+            .proto
+            .deflate()
+            .is_some_and(|d| d.compressor(Role::Server).context_takeover);
         self.policy == BackpressurePolicy::DropOldest
-            && frame
-                .first()
-                .is_some_and(|&b| b & 0x8f == 0x81 || b & 0x8f == 0x82)
+            && frame.first().is_some_and(|&b| {
+                (b & 0x8f == 0x81 || b & 0x8f == 0x82) && !(keeps_context && b & 0x40 != 0)
+            })
     }
 
     /// Applies the policy to a send that did not fit.
@@ -407,7 +414,7 @@ impl Output {
         }
         self.reclaim_strays(owner, conn);
         let corked = self.corked(owner);
-        let droppable = self.is_droppable(frame);
+        let droppable = self.is_droppable(conn, frame);
         let queue = batch_of(&mut self.queues, conn);
         if corked > 0 {
             queue.push_copy(&self.cork.bytes);
@@ -467,11 +474,14 @@ impl Output {
             // A frame the kernel has not started on may be dropped later.
             let droppable = frame
                 && written <= self.cork.bytes.len()
-                && self.is_droppable(if header.is_empty() {
-                    payload.as_slice()
-                } else {
-                    header
-                });
+                && self.is_droppable(
+                    conn,
+                    if header.is_empty() {
+                        payload.as_slice()
+                    } else {
+                        header
+                    },
+                );
             let queue = queue_of(&mut self.queues, conn);
             let taken = written.min(self.cork.bytes.len());
             queue.push_copy(&self.cork.bytes[taken..]);

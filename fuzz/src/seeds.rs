@@ -572,7 +572,11 @@ fn deflate(seeds: &mut Vec<Seed>) {
             }
         };
         let streams: Vec<(&str, [u8; CONFIG_LEN], Vec<u8>)> = vec![
-            ("deflate_text", config, rsv1(f(OpCode::Text, true, &compressed))),
+            (
+                "deflate_text",
+                config,
+                rsv1(f(OpCode::Text, true, &compressed)),
+            ),
             (
                 "deflate_fragments_ping_between",
                 split,
@@ -592,7 +596,11 @@ fn deflate(seeds: &mut Vec<Seed>) {
                 ]
                 .concat(),
             ),
-            ("deflate_rsv1_on_ping", config, rsv1(f(OpCode::Ping, true, b""))),
+            (
+                "deflate_rsv1_on_ping",
+                config,
+                rsv1(f(OpCode::Ping, true, b"")),
+            ),
             (
                 "deflate_corrupt",
                 config,

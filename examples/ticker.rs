@@ -221,6 +221,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
+    // Registered before the server says it listens, so that a signal sent from
+    // then on is never the default one (which would end the process at once).
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let reactors = config.reactors;
     let server = Server::bind(addr.as_str(), config)?;
     println!("listening on {} ({reactors} reactors)", server.local_addr());
@@ -233,7 +236,6 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     // On SIGINT or SIGTERM: stop the feed, then the server (close 1001 to every
     // client, 5 s for the close handshakes); `wait` returns once it has stopped.
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let (sender, stop_feed) = (handle.sender(), stop.clone());
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {

@@ -66,8 +66,10 @@ cell() {
     shift 2
     start "$scheme"
     local out
+    # Four source addresses: the cells close tens of thousands of connections a
+    # minute, and one address's ephemeral ports would run out in TIME_WAIT.
     out=$(taskset -c 1 "$target/wsload" "$@" --url "$url" --ca "$dir/ca.pem" \
-        --server-pid "$server" --quiet)
+        --sources 4 --server-pid "$server" --quiet)
     stop
     printf '%-4s %-22s %s\n' "$scheme" "$label" \
         "$(grep -E 'server (RSS|CPU)|messages |handshakes |errors ' <<<"$out" | sed 's/^ *//' | paste -sd '|')"

@@ -17,9 +17,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+#[path = "shared/tls_flags.rs"]
+mod tls_flags;
+use tls_flags::Tls;
+
 use wsreactor::{
     CloseCode, Config, ConnId, Handler, HttpRequest, HttpResponse, Message, Request, Sender,
-    Server, ServerBuilder, Socket, Upgrade,
+    Server, Socket, Upgrade,
 };
 
 const PAGE: &str = r#"<!doctype html>
@@ -148,38 +152,6 @@ impl Handler for Chat {
         match request.path() {
             "/" => Some(HttpResponse::html(PAGE)),
             _ => Some(HttpResponse::new(404, "text/plain", "not found\n")),
-        }
-    }
-}
-
-/// `--tls-cert`, `--tls-key`, `--tls-addr`.
-#[derive(Default)]
-struct Tls {
-    cert: Option<String>,
-    key: Option<String>,
-    addr: Option<String>,
-}
-
-impl Tls {
-    /// The builder serving https:// and wss:// as the flags say.
-    fn apply(self, builder: ServerBuilder) -> Result<ServerBuilder, Box<dyn std::error::Error>> {
-        let (cert, key) = match (self.cert, self.key) {
-            (None, None) if self.addr.is_none() => return Ok(builder),
-            (Some(cert), Some(key)) => (cert, key),
-            _ => return Err("--tls-cert and --tls-key go together".into()),
-        };
-        #[cfg(feature = "tls")]
-        {
-            let config = wsreactor::tls::load_server_config(cert, key)?;
-            Ok(match self.addr {
-                Some(addr) => builder.tls_listener(addr.parse()?, config),
-                None => builder.tls(config),
-            })
-        }
-        #[cfg(not(feature = "tls"))]
-        {
-            let _ = (cert, key, builder);
-            Err("TLS needs the example built with --features tls".into())
         }
     }
 }

@@ -18,7 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wsreactor::{Compression, Config, Handler, Message, Server, ServerBuilder, Socket};
+use wsreactor::{Compression, Config, Handler, Message, Server, Socket};
+
+#[path = "shared/tls_flags.rs"]
+mod tls_flags;
+use tls_flags::Tls;
 
 #[derive(Clone)]
 struct Echo;
@@ -28,38 +32,6 @@ impl Handler for Echo {
 
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
         ws.send(message);
-    }
-}
-
-/// `--tls-cert`, `--tls-key`, `--tls-addr`.
-#[derive(Default)]
-struct Tls {
-    cert: Option<String>,
-    key: Option<String>,
-    addr: Option<String>,
-}
-
-impl Tls {
-    /// The builder serving wss:// as the flags say.
-    fn apply(self, builder: ServerBuilder) -> Result<ServerBuilder, Box<dyn std::error::Error>> {
-        let (cert, key) = match (self.cert, self.key) {
-            (None, None) if self.addr.is_none() => return Ok(builder),
-            (Some(cert), Some(key)) => (cert, key),
-            _ => return Err("--tls-cert and --tls-key go together".into()),
-        };
-        #[cfg(feature = "tls")]
-        {
-            let config = wsreactor::tls::load_server_config(cert, key)?;
-            Ok(match self.addr {
-                Some(addr) => builder.tls_listener(addr.parse()?, config),
-                None => builder.tls(config),
-            })
-        }
-        #[cfg(not(feature = "tls"))]
-        {
-            let _ = (cert, key, builder);
-            Err("wss:// needs the example built with --features tls".into())
-        }
     }
 }
 

@@ -3,8 +3,9 @@
 # (CPU 1), a fresh server per cell, ws and wss alternating within each round:
 # server RSS per idle connection at 1,000 and 10,000 connections, server CPU per
 # echoed message (32 B and 16 KiB, 100 connections), server CPU per handshake
-# (connect, upgrade, reset at a concurrency of 50). The certificate is an ECDSA
-# P-256 leaf signed by a CA made here with openssl. With PEER=1, the same cells
+# (connect, upgrade, reset at a concurrency of 50): full handshakes with an ECDSA
+# P-256 certificate, with an RSA 2048 one, and resumed ones (TLS 1.3 tickets, ECDSA).
+# The certificates are leaves signed by a CA made here with openssl. With PEER=1, the same cells
 # against peer-tungstenite-tls (tokio-tungstenite over tokio-rustls, a current-thread
 # runtime) as a third server. Usage: [PEER=1] bash loadtest/tls.sh [ROUNDS]
 set -euo pipefail
@@ -29,15 +30,22 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=l
 printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$dir/ext.cnf"
 openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" \
     -CAcreateserial -days 2 -extfile "$dir/ext.cnf" -out "$dir/cert.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$dir/rsa-key.pem" -out "$dir/rsa.csr" 2>/dev/null
+openssl x509 -req -in "$dir/rsa.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" \
+    -CAcreateserial -days 2 -extfile "$dir/ext.cnf" -out "$dir/rsa-cert.pem" 2>/dev/null
 
 # start SCHEME: the echo example on a free port, serving ws or wss, or the peer
-# (wss); sets $server, $url.
+# (wss), with the ECDSA certificate or, with CERT=rsa, the RSA one; sets $server, $url.
 start() {
-    local tls=() log="$dir/echo.log" scheme=$1
-    [[ $1 == wss ]] && tls=(--tls-cert "$dir/cert.pem" --tls-key "$dir/key.pem")
+    local tls=() log="$dir/echo.log" scheme=$1 cert=$dir/cert.pem key=$dir/key.pem
+    if [[ ${CERT:-} == rsa ]]; then
+        cert=$dir/rsa-cert.pem key=$dir/rsa-key.pem
+    fi
+    [[ $1 == wss ]] && tls=(--tls-cert "$cert" --tls-key "$key")
     if [[ $1 == peer ]]; then
         scheme=wss
-        PEER_TLS_CERT="$dir/cert.pem" PEER_TLS_KEY="$dir/key.pem" taskset -c 0 \
+        PEER_TLS_CERT="$cert" PEER_TLS_KEY="$key" taskset -c 0 \
             loadtest/peers/target/release/peer-tungstenite-tls --addr 127.0.0.1:0 \
             --runtime current >"$log" 2>&1 &
     else
@@ -84,5 +92,9 @@ for round in $(seq "$rounds"); do
         cell "$scheme" "echo 32 B x100" echo --connections 100 --payload 32 --duration 5 --warmup 1
         cell "$scheme" "echo 16 KiB x100" echo --connections 100 --payload 16384 --duration 5 --warmup 1
         cell "$scheme" "connect x50" connect --concurrency 50 --duration 5 --warmup 1
+        [[ $scheme == ws ]] && continue
+        cell "$scheme" "connect resumed x50" connect --concurrency 50 --duration 5 --warmup 1 \
+            --tls-resume
+        CERT=rsa cell "$scheme" "connect rsa x50" connect --concurrency 50 --duration 5 --warmup 1
     done
 done

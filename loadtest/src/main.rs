@@ -98,6 +98,10 @@ struct Common {
     /// wss://: take any certificate (signatures still checked).
     #[arg(long)]
     insecure: bool,
+    /// wss://: resume TLS sessions (the server's tickets) on later connections;
+    /// without it every connection makes a full handshake.
+    #[arg(long)]
+    tls_resume: bool,
 }
 
 #[derive(Args, Clone)]
@@ -352,6 +356,7 @@ fn spec(common: &Common, scenario: Scenario) -> Spec {
         publish_url: None,
         ca: common.ca.clone(),
         insecure: common.insecure,
+        tls_resume: common.tls_resume,
     }
 }
 
@@ -528,6 +533,7 @@ fn demo(args: &DemoArgs) -> Result<bool, String> {
         strict: false,
         ca: None,
         insecure: false,
+        tls_resume: false,
     };
     let mut echo = spec(&common, Scenario::Echo);
     echo.connections = args.connections;

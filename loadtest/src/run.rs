@@ -36,6 +36,8 @@ pub struct Spec {
     /// wss://: trusted roots (PEM), or no verification.
     pub ca: Option<std::path::PathBuf>,
     pub insecure: bool,
+    /// wss://: resume sessions across connections (else full handshakes only).
+    pub tls_resume: bool,
 }
 
 /// A ws:// (or wss://) URL's address (resolved, loopback only), host header and path.
@@ -63,7 +65,12 @@ pub fn parse_url(url: &str, raw: bool) -> Result<(SocketAddr, String, String), S
 
 pub fn execute(spec: &Spec) -> Result<Report, String> {
     let (target, host, path) = parse_url(&spec.url, spec.raw)?;
-    let tls = crate::tls::options(&spec.url, spec.ca.as_deref(), spec.insecure)?;
+    let tls = crate::tls::options(
+        &spec.url,
+        spec.ca.as_deref(),
+        spec.insecure,
+        spec.tls_resume,
+    )?;
     let threads = spec.threads.max(1);
     let total = spec.connections;
     // One source address per 10,000 connections (at least one), so no address
@@ -115,7 +122,7 @@ pub fn execute(spec: &Spec) -> Result<Report, String> {
     if spec.scenario == Scenario::Topic {
         let url = spec.publish_url.as_deref().unwrap_or(&spec.url);
         let (target, host, path) = parse_url(url, false)?;
-        let tls = crate::tls::options(url, spec.ca.as_deref(), spec.insecure)?;
+        let tls = crate::tls::options(url, spec.ca.as_deref(), spec.insecure, spec.tls_resume)?;
         let plan = Plan {
             scenario: spec.scenario,
             target,

@@ -21,23 +21,29 @@ pub struct Options {
 
 /// The TLS options for `url`: `None` for ws:// (and tcp://). wss:// needs wsload
 /// built with `--features tls`, and `ca` (a PEM file of trusted roots) or
-/// `insecure` (no verification: load runs on this machine only).
-pub fn options(url: &str, ca: Option<&Path>, insecure: bool) -> Result<Option<Options>, String> {
+/// `insecure` (no verification: load runs on this machine only). Sessions are
+/// resumed on later connections only with `resume`.
+pub fn options(
+    url: &str,
+    ca: Option<&Path>,
+    insecure: bool,
+    resume: bool,
+) -> Result<Option<Options>, String> {
     let Some(rest) = url.strip_prefix("wss://") else {
         return Ok(None);
     };
     let host = rest.split('/').next().unwrap_or("");
     let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    build(host, ca, insecure).map(Some)
+    build(host, ca, insecure, resume).map(Some)
 }
 
 #[cfg(not(feature = "tls"))]
-fn build(_: &str, _: Option<&Path>, _: bool) -> Result<Options, String> {
+fn build(_: &str, _: Option<&Path>, _: bool, _: bool) -> Result<Options, String> {
     Err("wss:// needs wsload built with --features tls".into())
 }
 
 #[cfg(feature = "tls")]
-fn build(host: &str, ca: Option<&Path>, insecure: bool) -> Result<Options, String> {
+fn build(host: &str, ca: Option<&Path>, insecure: bool, resume: bool) -> Result<Options, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
     use std::sync::Arc;
@@ -46,7 +52,7 @@ fn build(host: &str, ca: Option<&Path>, insecure: bool) -> Result<Options, Strin
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let config = if insecure {
+    let mut config = if insecure {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
@@ -60,6 +66,9 @@ fn build(host: &str, ca: Option<&Path>, insecure: bool) -> Result<Options, Strin
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{host}: {e}"))?;
     Ok(Options {
         config: Arc::new(config),

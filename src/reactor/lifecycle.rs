@@ -359,6 +359,7 @@ impl<H: Handler> Reactor<H> {
             deflate.sweep(instant);
             self.output.stats.compressors = deflate.own_count();
         }
+        self.output.tls.sweep(instant);
         self.accept_paused = false;
         if self.listener.is_some() {
             self.accept_pending = true;

@@ -87,7 +87,16 @@ pub(crate) struct Sessions {
     cipher: Vec<u8>,
     #[cfg(feature = "tls")]
     gather: Vec<u8>,
+    /// When the thread's pool of expanded traffic keys is next swept.
+    #[cfg(feature = "tls")]
+    next_sweep: Option<std::time::Instant>,
 }
+
+/// How often a reactor sweeps its expanded traffic keys: a key unused between two
+/// sweeps is let go, so an idle wss connection holds only its keys' bytes from one
+/// to two of these after its last record (crate::tls's `keys` module).
+#[cfg(feature = "tls")]
+const KEY_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a connection's bytes are written to: its socket, or its TLS session.
 pub(crate) enum Sink<'a> {
@@ -129,6 +138,16 @@ impl Sessions {
         true
     }
 
+    /// Lets go the expanded traffic keys unused since the last sweep, once per
+    /// [`KEY_SWEEP`], on a reactor that has served wss.
+    pub(crate) fn sweep(&mut self, now: std::time::Instant) {
+        if self.cipher.is_empty() || self.next_sweep.is_some_and(|next| now < next) {
+            return;
+        }
+        self.next_sweep = Some(now + KEY_SWEEP);
+        crate::tls::sweep_keys();
+    }
+
     /// Forgets the session of slot `key`.
     pub(crate) fn end(&mut self, key: usize) {
         self.map.remove(&(key as u32));
@@ -139,7 +158,8 @@ impl Sessions {
     /// may wait (the socket was not drained, or the end of the stream is next and
     /// raises no edge of its own). `Ok(0)` is the end of the stream: the peer's
     /// close_notify, or a TCP close without one. A TLS error answers with its alert
-    /// (best effort) and is `InvalidData`.
+    /// (best effort) and is `InvalidData`. `buf` must hold a whole record's
+    /// plaintext (16 KiB; the reactor's scratch buffer is 64 KiB).
     pub(crate) fn read(
         &mut self,
         key: usize,
@@ -593,6 +613,8 @@ impl Sessions {
 
     pub(crate) fn end(&mut self, _: usize) {}
 
+    pub(crate) fn sweep(&mut self, _: std::time::Instant) {}
+
     pub(crate) fn read(
         &mut self,
         _: usize,
@@ -642,3 +664,7 @@ impl Write for Sink<'_> {
         Ok(())
     }
 }
+
+#[cfg(all(test, feature = "tls"))]
+#[path = "tls_tests.rs"]
+mod tests;

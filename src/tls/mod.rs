@@ -1,5 +1,7 @@
 //! wss:// in the server (feature `tls`): rustls with the *ring* provider, the
-//! same choice as the client's (see [`client::crypto_provider`](crate::client::crypto_provider)).
+//! same choice as the client's (see [`client::crypto_provider`](crate::client::crypto_provider)),
+//! whose TLS 1.3 suites keep their traffic keys out of idle connections
+//! ([`crypto_provider`]: build your own [`ServerConfig`] on it to keep that).
 //!
 //! TLS runs inside the reactors, between the socket and the protocol: the same
 //! threads, handler and limits serve ws:// and wss://. Give the server a
@@ -37,12 +39,16 @@ pub use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::client::crypto_provider;
+mod keys;
+
+pub use keys::crypto_provider;
+pub(crate) use keys::sweep as sweep_keys;
+
 use crate::error::{Error, Result};
 use crate::server::ServerBuilder;
 
 /// A server configuration for `chain` (the server's certificate first) and its
-/// private `key`: the *ring* provider, TLS 1.3 and 1.2, no client certificates,
+/// private `key`: the *ring* provider with pooled keys ([`crypto_provider`]), TLS 1.3 and 1.2, no client certificates,
 /// ALPN `http/1.1` (what a WebSocket upgrade runs over).
 ///
 /// # Errors

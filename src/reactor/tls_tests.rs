@@ -1,0 +1,130 @@
+//! [`Sessions::read`] against a rustls client over a real socket, driven step by
+//! step so that what reaches the kernel in one read is chosen, not left to timing.
+
+use std::io::Write;
+use std::net::{Shutdown, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+use super::Sessions;
+
+/// A server and a client configuration: a CA, and a leaf it signed for localhost.
+fn configs() -> (super::TlsConfig, Arc<ClientConfig>) {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let server = crate::tls::server_config(vec![leaf.der().clone()], key).unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(ca_cert.der().clone()).unwrap();
+    let client = ClientConfig::builder_with_provider(crate::client::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (server, Arc::new(client))
+}
+
+/// Reads plaintext from the session until `want` bytes or `deadline`.
+fn read_plain(
+    sessions: &mut Sessions,
+    stream: &mut mio::net::TcpStream,
+    buf: &mut [u8],
+    want: usize,
+) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.len() < want && Instant::now() < deadline {
+        match sessions.read(0, 1, stream, buf).0 {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("the session failed after {} bytes: {e:?}", got.len()),
+        }
+    }
+    got
+}
+
+/// The client's Finished and 100 KB of application data behind it wait in the
+/// kernel together, more than the 20 KiB plaintext buffer (a whole record's and
+/// some; the reactor's is 64 KiB) takes: the read during the handshake is sized by
+/// the plaintext room too, since the records after the Finished may be application
+/// data (it once read up to 128 KiB and failed with "plaintext past the buffer").
+#[test]
+fn application_data_behind_the_clients_finished_is_read_in_pieces() {
+    let (server_config, client_config) = configs();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client_tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server_tcp, _) = listener.accept().unwrap();
+    server_tcp.set_nonblocking(true).unwrap();
+    let mut stream = mio::net::TcpStream::from_std(server_tcp);
+    let mut sessions = Sessions::default();
+    assert!(sessions.start(0, 1, &server_config));
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut client = ClientConnection::new(client_config, name).unwrap();
+    client.set_buffer_limit(None);
+    let mut buf = vec![0u8; 20 * 1024];
+
+    // The handshake up to the client's Finished, which the client holds back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.is_handshaking() {
+        assert!(Instant::now() < deadline, "the handshake did not finish");
+        while client.wants_write() {
+            client.write_tls(&mut client_tcp).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        let (result, _) = sessions.read(0, 1, &mut stream, &mut buf);
+        assert!(
+            matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "no plaintext during the handshake: {result:?}"
+        );
+        while !sessions.flush(0, 1, &mut stream).unwrap() {}
+        client_tcp.set_nonblocking(true).unwrap();
+        while let Ok(n) = client.read_tls(&mut client_tcp) {
+            if n == 0 {
+                break;
+            }
+            client.process_new_packets().unwrap();
+        }
+        client_tcp.set_nonblocking(false).unwrap();
+    }
+
+    // The Finished and the data in one write (from a thread: the kernel may not
+    // take it all before the server reads), in the kernel before the read.
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    client.writer().write_all(&data).unwrap();
+    let mut flight = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut flight).unwrap();
+    }
+    assert!(flight.len() > data.len());
+    let mut writer = client_tcp.try_clone().unwrap();
+    let written = std::thread::spawn(move || writer.write_all(&flight));
+    std::thread::sleep(Duration::from_millis(100));
+
+    let got = read_plain(&mut sessions, &mut stream, &mut buf, data.len());
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "the plaintext differs");
+    written.join().unwrap().unwrap();
+
+    // And the stream's end after it is the end, not an error.
+    client.send_close_notify();
+    while client.wants_write() {
+        client.write_tls(&mut client_tcp).unwrap();
+    }
+    client_tcp.shutdown(Shutdown::Write).unwrap();
+    assert!(read_plain(&mut sessions, &mut stream, &mut buf, 1).is_empty());
+}

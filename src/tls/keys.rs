@@ -1,0 +1,304 @@
+//! Traffic keys an idle connection does not hold.
+//!
+//! A TLS 1.3 session keeps one AEAD key per direction, and rustls' *ring* provider
+//! keeps each in ring's working form: AES round keys and the GHASH table, 560 bytes
+//! on the heap a key, for as long as the connection lives. Of an idle wss
+//! connection's 3.5 KiB that was the largest part rustls let us choose.
+//!
+//! The TLS 1.3 cipher suites of [`crypto_provider`] keep only the key's bytes and
+//! the IV in the session (a box of 72 bytes a direction). The working form lives in
+//! a pool of the thread that uses it: made on the first record, found again by the
+//! key's id on every record after, and let go when the session drops the key or
+//! when a [`sweep`] finds it unused since the one before. A reactor sweeps once a
+//! second, so a connection quiet for two seconds holds its keys' bytes only, and a
+//! busy one pays a hash lookup per record, plus one expansion (well under a
+//! microsecond) each time it wakes. On a thread that never sweeps (a client's), a
+//! key's working form lives as long as the key, as with rustls' own provider.
+//!
+//! The records themselves are made and opened as RFC 8446 §5.2 says, with rustls'
+//! public pieces for providers (nonce, additional data, padding removal) and ring's
+//! AEAD; TLS 1.2 suites are ring's own, unchanged.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+
+use ring::aead;
+use rustls::crypto::CryptoProvider;
+use rustls::crypto::cipher::{
+    AeadKey, InboundOpaqueMessage, InboundPlainMessage, Iv, MessageDecrypter, MessageEncrypter,
+    Nonce, OutboundOpaqueMessage, OutboundPlainMessage, PrefixedPayload, Tls13AeadAlgorithm,
+    UnsupportedOperationError, make_tls13_aad,
+};
+use rustls::{
+    CipherSuite, CipherSuiteCommon, ConnectionTrafficSecrets, ContentType, Error, ProtocolVersion,
+    SupportedCipherSuite, Tls13CipherSuite,
+};
+
+/// rustls' *ring* provider with its TLS 1.3 suites keeping their keys in the
+/// thread's pool (see the [module](self)); everything else is ring's.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    for suite in &mut provider.cipher_suites {
+        *suite = pooled(*suite);
+    }
+    Arc::new(provider)
+}
+
+/// `suite` with its AEAD keys pooled, if it is one of ring's TLS 1.3 suites.
+fn pooled(suite: SupportedCipherSuite) -> SupportedCipherSuite {
+    static SUITES: OnceLock<Vec<Tls13CipherSuite>> = OnceLock::new();
+    let SupportedCipherSuite::Tls13(ring_suite) = suite else {
+        return suite;
+    };
+    let suites = SUITES.get_or_init(|| {
+        rustls::crypto::ring::ALL_CIPHER_SUITES
+            .iter()
+            .filter_map(|s| match s {
+                SupportedCipherSuite::Tls13(s) => Some(Tls13CipherSuite {
+                    common: CipherSuiteCommon {
+                        suite: s.common.suite,
+                        hash_provider: s.common.hash_provider,
+                        confidentiality_limit: s.common.confidentiality_limit,
+                    },
+                    hkdf_provider: s.hkdf_provider,
+                    aead_alg: pooled_aead(s.common.suite)?,
+                    quic: s.quic,
+                }),
+                SupportedCipherSuite::Tls12(_) => None,
+            })
+            .collect()
+    });
+    suites
+        .iter()
+        .find(|s| s.common.suite == ring_suite.common.suite)
+        .map_or(suite, SupportedCipherSuite::Tls13)
+}
+
+fn pooled_aead(suite: CipherSuite) -> Option<&'static dyn Tls13AeadAlgorithm> {
+    static AES_128_GCM: Pooled = Pooled(&aead::AES_128_GCM);
+    static AES_256_GCM: Pooled = Pooled(&aead::AES_256_GCM);
+    static CHACHA20_POLY1305: Pooled = Pooled(&aead::CHACHA20_POLY1305);
+    match suite {
+        CipherSuite::TLS13_AES_128_GCM_SHA256 => Some(&AES_128_GCM),
+        CipherSuite::TLS13_AES_256_GCM_SHA384 => Some(&AES_256_GCM),
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => Some(&CHACHA20_POLY1305),
+        _ => None,
+    }
+}
+
+/// Lets go the keys of this thread's pool unused since the last sweep.
+pub(crate) fn sweep() {
+    let _ = POOL.try_with(|pool| {
+        if let Ok(mut pool) = pool.try_borrow_mut() {
+            pool.retain(|_, expanded| std::mem::take(&mut expanded.used));
+            if pool.capacity() > 2 * pool.len() + 16 {
+                pool.shrink_to_fit();
+            }
+        }
+    });
+}
+
+/// Keys in this thread's pool.
+#[cfg(test)]
+pub(crate) fn pooled_count() -> usize {
+    POOL.try_with(|pool| pool.try_borrow().map_or(0, |p| p.len()))
+        .unwrap_or(0)
+}
+
+/// Ids are unique for the process's life, so a pool never mistakes one key for
+/// another, whichever thread made or dropped it.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static POOL: RefCell<HashMap<u64, Box<Expanded>, BuildHasherDefault<IdHasher>>> =
+        RefCell::new(HashMap::default());
+}
+
+/// A key in ring's working form. Boxed in the pool, so that the table's spare
+/// room costs a pointer a bucket, not 540 bytes.
+struct Expanded {
+    key: aead::LessSafeKey,
+    used: bool,
+}
+
+/// The ids are a counter: their low bits spread them well enough as they are.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        // hashbrown takes its control bits from the top seven: spread the counter.
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A TLS 1.3 AEAD whose keys go to the pool.
+struct Pooled(&'static aead::Algorithm);
+
+impl Tls13AeadAlgorithm for Pooled {
+    fn encrypter(&self, key: AeadKey, iv: Iv) -> Box<dyn MessageEncrypter> {
+        Box::new(Sealer(Key::new(self.0, key, iv)))
+    }
+
+    fn decrypter(&self, key: AeadKey, iv: Iv) -> Box<dyn MessageDecrypter> {
+        Box::new(Opener(Key::new(self.0, key, iv)))
+    }
+
+    fn key_len(&self) -> usize {
+        self.0.key_len()
+    }
+
+    fn extract_keys(
+        &self,
+        key: AeadKey,
+        iv: Iv,
+    ) -> Result<ConnectionTrafficSecrets, UnsupportedOperationError> {
+        if self.0 == &aead::AES_128_GCM {
+            Ok(ConnectionTrafficSecrets::Aes128Gcm { key, iv })
+        } else if self.0 == &aead::AES_256_GCM {
+            Ok(ConnectionTrafficSecrets::Aes256Gcm { key, iv })
+        } else if self.0 == &aead::CHACHA20_POLY1305 {
+            Ok(ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv })
+        } else {
+            Err(UnsupportedOperationError)
+        }
+    }
+}
+
+/// A key as a session holds it: its bytes (zeroed on drop by `AeadKey`), its IV,
+/// and the id of its working form in the pool.
+struct Key {
+    id: u64,
+    algorithm: &'static aead::Algorithm,
+    bytes: AeadKey,
+    iv: Iv,
+}
+
+impl Key {
+    fn new(algorithm: &'static aead::Algorithm, bytes: AeadKey, iv: Iv) -> Self {
+        let id = NEXT_ID.fetch_add(1, Relaxed);
+        Self {
+            id,
+            algorithm,
+            bytes,
+            iv,
+        }
+    }
+
+    fn nonce(&self, seq: u64) -> aead::Nonce {
+        aead::Nonce::assume_unique_for_key(Nonce::new(&self.iv, seq).0)
+    }
+
+    fn tag_len(&self) -> usize {
+        self.algorithm.tag_len()
+    }
+
+    /// Runs `f` with the key's working form, made first if the pool lacks it.
+    /// `Err` only if the key's bytes do not fit the algorithm (rustls makes them
+    /// to its length) or the thread is exiting.
+    fn with<R>(&self, f: impl FnOnce(&aead::LessSafeKey) -> R) -> Result<R, ()> {
+        POOL.try_with(|pool| {
+            let mut pool = pool.try_borrow_mut().map_err(|_| ())?;
+            let expanded = match pool.entry(self.id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let unbound = aead::UnboundKey::new(self.algorithm, self.bytes.as_ref())
+                        .map_err(|_| ())?;
+                    e.insert(Box::new(Expanded {
+                        key: aead::LessSafeKey::new(unbound),
+                        used: true,
+                    }))
+                }
+            };
+            expanded.used = true;
+            Ok(f(&expanded.key))
+        })
+        .map_err(|_| ())?
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        let _ = POOL.try_with(|pool| {
+            if let Ok(mut pool) = pool.try_borrow_mut() {
+                pool.remove(&self.id);
+            }
+        });
+    }
+}
+
+/// Makes TLS 1.3 records (RFC 8446 §5.2): the plaintext, its content type, no
+/// padding, sealed with the record header as additional data.
+struct Sealer(Key);
+
+impl MessageEncrypter for Sealer {
+    fn encrypt(
+        &mut self,
+        msg: OutboundPlainMessage<'_>,
+        seq: u64,
+    ) -> Result<OutboundOpaqueMessage, Error> {
+        let sealed_len = self.encrypted_payload_len(msg.payload.len());
+        let mut payload = PrefixedPayload::with_capacity(sealed_len);
+        payload.extend_from_chunks(&msg.payload);
+        payload.extend_from_slice(&msg.typ.to_array());
+        let nonce = self.0.nonce(seq);
+        let aad = aead::Aad::from(make_tls13_aad(sealed_len));
+        self.0
+            .with(|key| key.seal_in_place_append_tag(nonce, aad, &mut payload))
+            .map_err(|()| Error::EncryptError)?
+            .map_err(|_| Error::EncryptError)?;
+        // TLS 1.3 records say TLS 1.2 and application data on the outside.
+        Ok(OutboundOpaqueMessage::new(
+            ContentType::ApplicationData,
+            ProtocolVersion::TLSv1_2,
+            payload,
+        ))
+    }
+
+    fn encrypted_payload_len(&self, payload_len: usize) -> usize {
+        payload_len + 1 + self.0.tag_len()
+    }
+}
+
+/// Opens TLS 1.3 records: checks the tag, then strips the padding and takes the
+/// real content type from the end (rustls' `into_tls13_unpadded_message`).
+struct Opener(Key);
+
+impl MessageDecrypter for Opener {
+    fn decrypt<'a>(
+        &mut self,
+        mut msg: InboundOpaqueMessage<'a>,
+        seq: u64,
+    ) -> Result<InboundPlainMessage<'a>, Error> {
+        let payload = &mut msg.payload;
+        if payload.len() < self.0.tag_len() {
+            return Err(Error::DecryptError);
+        }
+        let nonce = self.0.nonce(seq);
+        let aad = aead::Aad::from(make_tls13_aad(payload.len()));
+        let plain_len = self
+            .0
+            .with(|key| key.open_in_place(nonce, aad, payload).map(|p| p.len()))
+            .map_err(|()| Error::DecryptError)?
+            .map_err(|_| Error::DecryptError)?;
+        payload.truncate(plain_len);
+        msg.into_tls13_unpadded_message()
+    }
+}
+
+#[cfg(test)]
+#[path = "keys_tests.rs"]
+mod tests;

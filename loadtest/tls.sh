@@ -80,7 +80,7 @@ cell() {
         --sources 4 --server-pid "$server" --quiet)
     stop
     printf '%-4s %-22s %s\n' "$scheme" "$label" \
-        "$(grep -E 'server (RSS|CPU)|messages |handshakes |errors ' <<<"$out" | sed 's/^ *//' | paste -sd '|')"
+        "$(grep -E 'server (RSS|CPU)|messages |handshakes |errors |tls ' <<<"$out" | sed 's/^ *//' | paste -sd '|')"
 }
 
 echo "$(date -u +%FT%TZ) $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
-use rustls::{CipherSuite, ClientConfig, SupportedCipherSuite};
+use rustls::{CipherSuite, ClientConfig, HandshakeKind, SupportedCipherSuite};
 use tls::{TlsStream, certs, frame, read_frame, start_tls, tls_ws};
 use wsreactor::{Config, Handler, Message, Socket};
 
@@ -59,7 +59,12 @@ fn echo(s: &mut TlsStream, round: u8) {
 #[test]
 fn every_suite_works_before_and_after_its_keys_are_swept() {
     let certs = certs();
-    let server = start_tls(Config::default().with_reactors(1), &certs, Echo);
+    // Keys unused for 100 ms go at the next sweep (sweeps run on the timer tick,
+    // 250 ms here).
+    let config = Config::default()
+        .with_reactors(1)
+        .with_tls_key_release(Duration::from_millis(100));
+    let server = start_tls(config, &certs, Echo);
     let addr = server.local_addr();
     let suites = [
         rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
@@ -77,9 +82,9 @@ fn every_suite_works_before_and_after_its_keys_are_swept() {
             (suite.suite(), s)
         })
         .collect();
-    // The reactor sweeps once a second and lets go a key unused since the sweep
-    // before: after 2.5 s of quiet every key here has been let go.
-    std::thread::sleep(Duration::from_millis(2500));
+    // A sweep lets go a key unused since the sweep before: after a second of quiet
+    // every key here has been let go.
+    std::thread::sleep(Duration::from_secs(1));
     for (suite, s) in &mut streams {
         echo(s, 2);
         if *suite != CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 {
@@ -88,4 +93,21 @@ fn every_suite_works_before_and_after_its_keys_are_swept() {
             echo(s, 3);
         }
     }
+}
+
+/// The configuration `tls::server_config` makes resumes TLS 1.3 sessions (rustls'
+/// in-memory session store): a client that keeps its configuration resumes on its
+/// next connection, and the echo works on it.
+#[test]
+fn a_returning_client_resumes_its_session() {
+    let certs = certs();
+    let server = start_tls(Config::default().with_reactors(1), &certs, Echo);
+    let config = certs.client_config();
+    let mut first = tls_ws(server.local_addr(), &config);
+    assert_eq!(first.conn.handshake_kind(), Some(HandshakeKind::Full));
+    // The tickets come after the handshake: an echo makes sure they have arrived.
+    echo(&mut first, 1);
+    let mut second = tls_ws(server.local_addr(), &config);
+    assert_eq!(second.conn.handshake_kind(), Some(HandshakeKind::Resumed));
+    echo(&mut second, 2);
 }

@@ -84,6 +84,9 @@ pub struct Report {
     pub latency: Latency,
     pub errors: Errors,
     pub server: Option<ServerUsage>,
+    /// wss://: TLS handshakes completed over the whole run, (full, resumed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_handshakes: Option<(u64, u64)>,
     /// Messages per second, second by second.
     pub timeline: Vec<f64>,
 }
@@ -122,6 +125,9 @@ impl Report {
             "  connections   {} open of {} (ramp {:.1} s), {} wsload thread(s)",
             self.connections_open, self.connections, self.ramp_seconds, self.threads
         );
+        if let Some((full, resumed)) = self.tls_handshakes {
+            println!("  tls           {full} full handshakes, {resumed} resumed");
+        }
         if self.scenario == "fanout" {
             println!(
                 "  payload       {} B {kind}, a round is {} deliveries per client",

@@ -65,6 +65,7 @@ pub fn parse_url(url: &str, raw: bool) -> Result<(SocketAddr, String, String), S
 
 pub fn execute(spec: &Spec) -> Result<Report, String> {
     let (target, host, path) = parse_url(&spec.url, spec.raw)?;
+    let tls_before = crate::tls::handshakes();
     let tls = crate::tls::options(
         &spec.url,
         spec.ca.as_deref(),
@@ -257,6 +258,10 @@ pub fn execute(spec: &Spec) -> Result<Report, String> {
         latency: Latency::from_histogram(&latency),
         errors,
         server,
+        tls_handshakes: tls.is_some().then(|| {
+            let (full, resumed) = crate::tls::handshakes();
+            (full - tls_before.0, resumed - tls_before.1)
+        }),
         timeline,
     })
 }

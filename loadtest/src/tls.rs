@@ -128,11 +128,25 @@ impl rustls::client::danger::ServerCertVerifier for Unverified {
     }
 }
 
+/// Handshakes completed in this process: full, resumed.
+static FULL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static RESUMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The handshakes completed so far, (full, resumed): the report says which kind a
+/// run measured.
+pub fn handshakes() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (FULL.load(Relaxed), RESUMED.load(Relaxed))
+}
+
 /// One client's TLS session.
 #[cfg_attr(not(feature = "tls"), allow(dead_code))]
 pub struct Session {
     #[cfg(feature = "tls")]
     tls: Box<rustls::ClientConnection>,
+    /// Its handshake is counted.
+    #[cfg(feature = "tls")]
+    counted: bool,
 }
 
 #[cfg(feature = "tls")]
@@ -141,7 +155,10 @@ impl Session {
         let mut tls = rustls::ClientConnection::new(options.config.clone(), options.name.clone())
             .map_err(io::Error::other)?;
         tls.set_buffer_limit(None);
-        Ok(Session { tls: Box::new(tls) })
+        Ok(Session {
+            tls: Box::new(tls),
+            counted: false,
+        })
     }
 
     /// Encrypts `bytes` and writes what the socket takes (the rest waits in rustls).
@@ -185,6 +202,16 @@ impl Session {
                     self.tls
                         .process_new_packets()
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    if !self.counted && !self.tls.is_handshaking() {
+                        self.counted = true;
+                        let kind = self.tls.handshake_kind();
+                        let counter = if kind == Some(rustls::HandshakeKind::Resumed) {
+                            &RESUMED
+                        } else {
+                            &FULL
+                        };
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     // Handshake messages, key updates: out at once.
                     self.flush(stream)?;
                 }

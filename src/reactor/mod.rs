@@ -159,6 +159,7 @@ impl<H: Handler> Reactor<H> {
         let max_pooled = 4 * SCRATCH;
         let mut output = Output::new(config.max_backpressure, config.backpressure_policy);
         output.deflate = Compressors::new(&config.compression);
+        output.tls.set_key_release(config.tls_key_release);
         Ok(Reactor {
             index,
             poll,

@@ -90,13 +90,12 @@ pub(crate) struct Sessions {
     /// When the thread's pool of expanded traffic keys is next swept.
     #[cfg(feature = "tls")]
     next_sweep: Option<std::time::Instant>,
+    /// How often it is swept (`Config::tls_key_release`): a key unused between two
+    /// sweeps is let go, so an idle wss connection holds only its keys' bytes from
+    /// one to two of these after its last record (crate::tls's `keys` module).
+    #[cfg(feature = "tls")]
+    key_release: std::time::Duration,
 }
-
-/// How often a reactor sweeps its expanded traffic keys: a key unused between two
-/// sweeps is let go, so an idle wss connection holds only its keys' bytes from one
-/// to two of these after its last record (crate::tls's `keys` module).
-#[cfg(feature = "tls")]
-const KEY_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a connection's bytes are written to: its socket, or its TLS session.
 pub(crate) enum Sink<'a> {
@@ -138,13 +137,17 @@ impl Sessions {
         true
     }
 
+    pub(crate) fn set_key_release(&mut self, after: std::time::Duration) {
+        self.key_release = after;
+    }
+
     /// Lets go the expanded traffic keys unused since the last sweep, once per
-    /// [`KEY_SWEEP`], on a reactor that has served wss.
+    /// `key_release`, on a reactor that has served wss.
     pub(crate) fn sweep(&mut self, now: std::time::Instant) {
         if self.cipher.is_empty() || self.next_sweep.is_some_and(|next| now < next) {
             return;
         }
-        self.next_sweep = Some(now + KEY_SWEEP);
+        self.next_sweep = Some(now + self.key_release);
         crate::tls::sweep_keys();
     }
 
@@ -612,6 +615,8 @@ impl Sessions {
     }
 
     pub(crate) fn end(&mut self, _: usize) {}
+
+    pub(crate) fn set_key_release(&mut self, _: std::time::Duration) {}
 
     pub(crate) fn sweep(&mut self, _: std::time::Instant) {}
 

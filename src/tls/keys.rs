@@ -9,11 +9,12 @@
 //! the IV in the session (a box of 72 bytes a direction). The working form lives in
 //! a pool of the thread that uses it: made on the first record, found again by the
 //! key's id on every record after, and let go when the session drops the key or
-//! when a [`sweep`] finds it unused since the one before. A reactor sweeps once a
-//! second, so a connection quiet for two seconds holds its keys' bytes only, and a
-//! busy one pays a hash lookup per record, plus one expansion (well under a
-//! microsecond) each time it wakes. On a thread that never sweeps (a client's), a
-//! key's working form lives as long as the key, as with rustls' own provider.
+//! when a [`sweep`] finds it unused since the one before. A reactor sweeps every
+//! `Config::tls_key_release` (250 ms), so a connection quiet for half a second holds
+//! its keys' bytes only, and a busy one pays a hash lookup per record, plus one
+//! expansion (0.2–0.3 µs) each time it wakes. On a thread that never sweeps (a
+//! client's), a key's working form lives as long as the key, as with rustls' own
+//! provider.
 //!
 //! The records themselves are made and opened as RFC 8446 §5.2 says, with rustls'
 //! public pieces for providers (nonce, additional data, padding removal) and ring's

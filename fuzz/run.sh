@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every target (or the ones named) for a fixed time each, one after another.
 #
-#   bash fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 30 s, all five targets)
+#   bash fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 30 s, all six targets)
 #
 # Needs only the Rust toolchain and crates.io: cargo-fuzz is installed into .cache/cargo-fuzz
 # on first use. cargo fuzz passes nightly flags (-Zsanitizer, coverage options) to rustc; the
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CARGO_FUZZ_VERSION=0.13.2
-ALL_TARGETS=(handshake_request handshake_response frame_header conn_server conn_client)
+ALL_TARGETS=(handshake_request handshake_response frame_header conn_server conn_client tls_server)
 
 seconds=${1:-30}
 shift || true

@@ -179,6 +179,11 @@ pub mod status;
 #[cfg(feature = "tls")]
 pub mod tls;
 
+/// The TLS filter for the fuzz targets: not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use reactor::tls::FuzzSession;
+
 #[cfg(feature = "redis")]
 pub use bridge::{BridgeState, BridgeStats, RedisConfig};
 pub use compression::{Compress, Compression, Deflate};

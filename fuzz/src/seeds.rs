@@ -22,6 +22,7 @@ pub fn all() -> Vec<Seed> {
     frame_header(&mut seeds);
     conn(&mut seeds);
     deflate(&mut seeds);
+    tls(&mut seeds);
     seeds
 }
 
@@ -617,4 +618,45 @@ fn deflate(seeds: &mut Vec<Seed>) {
 fn config_with_reads(mut config: [u8; CONFIG_LEN], reads: [u8; 4]) -> [u8; CONFIG_LEN] {
     config[3..7].copy_from_slice(&reads);
     config
+}
+
+/// Scripts for `tls_server` (pairs of an operation and its argument; fuzz/src/tls.rs).
+fn tls(seeds: &mut Vec<Seed>) {
+    // The client's records out, all written, one server read, the client receives.
+    const STEP: [u8; 8] = [1, 0, 2, 255, 3, 0, 4, 0];
+    let steps = |n: usize| STEP.repeat(n);
+    let mut both_ways = steps(3);
+    both_ways.extend([0, 200]); // the client sends 19,400 bytes
+    both_ways.extend(steps(2));
+    both_ways.extend([5, 100, 5, 3]); // the server writes 13,100 and 393 bytes
+    both_ways.extend(steps(2));
+    push(seeds, "tls_server", "both_ways", both_ways);
+
+    // Application data right behind the client's Finished, in one read.
+    let mut behind = steps(1);
+    behind.extend([0, 255, 1, 0, 2, 255, 3, 0, 3, 0, 4, 0]);
+    push(seeds, "tls_server", "data_behind_finished", behind);
+
+    // The ClientHello a byte at a time, a read after each.
+    let mut trickled = vec![1, 0];
+    for _ in 0..40 {
+        trickled.extend([2, 0, 3, 0]);
+    }
+    trickled.extend(steps(3));
+    push(seeds, "tls_server", "trickled_hello", trickled);
+
+    // Key updates from the client between messages; the server answers each.
+    let mut updates = steps(3);
+    for len in [10, 0, 90] {
+        updates.extend([6, 0, 0, len]);
+        updates.extend(steps(1));
+        updates.extend([5, len]);
+        updates.extend(steps(1));
+    }
+    push(seeds, "tls_server", "key_updates", updates);
+
+    // A flipped bit in the client's application data.
+    let mut flipped = steps(3);
+    flipped.extend([0, 50, 1, 0, 7 | 3 << 5, 9, 2, 255, 3, 0, 3, 0]);
+    push(seeds, "tls_server", "flipped_record", flipped);
 }

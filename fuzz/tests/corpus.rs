@@ -49,6 +49,11 @@ fn conn_client_seeds() {
     replay("conn_client", wsreactor_fuzz::conn_client);
 }
 
+#[test]
+fn tls_server_seeds() {
+    replay("tls_server", wsreactor_fuzz::tls_server);
+}
+
 /// The seeds on disk are the ones `seeds` generates: regenerate them after changing it.
 #[test]
 fn committed_seeds_are_current() {

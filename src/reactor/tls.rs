@@ -233,10 +233,11 @@ impl Sessions {
                     filled += done.plain;
                     session.ended |= done.closed;
                 }
-                Err(e) => {
-                    alert(&mut session.tls, &mut session.outgoing);
+                Err(Failed { consumed, error }) => {
+                    let rest = &mut cipher[consumed.min(end)..end];
+                    alert(&mut session.tls, rest, &mut session.outgoing);
                     let _ = write_out(&mut session.outgoing, stream);
-                    return (Err(io::Error::new(io::ErrorKind::InvalidData, e)), 0);
+                    return (Err(io::Error::new(io::ErrorKind::InvalidData, error)), 0);
                 }
             }
             if session.ended {
@@ -293,9 +294,14 @@ impl Sessions {
             return;
         }
         session.notified = true;
-        let Session { tls, outgoing, .. } = &mut **session;
-        let status = tls.process_tls_records(&mut []);
-        if let Ok(ConnectionState::WriteTraffic(mut traffic)) = status.state {
+        let Session {
+            tls,
+            incoming,
+            outgoing,
+            ..
+        } = &mut **session;
+        let UnbufferedStatus { discard, state } = tls.process_tls_records(incoming);
+        if let Ok(ConnectionState::WriteTraffic(mut traffic)) = state {
             let _ = grow_into(outgoing, |out| {
                 traffic.queue_close_notify(out).map_err(|e| match e {
                     EncryptError::InsufficientSize(s) => Some(s.required_size),
@@ -303,6 +309,7 @@ impl Sessions {
                 })
             });
         }
+        incoming.drain(..discard);
     }
 
     /// The sink of a connection: its TLS session when it has one.
@@ -349,7 +356,7 @@ fn records(
     incoming: &mut [u8],
     plain: &mut [u8],
     outgoing: &mut Vec<u8>,
-) -> Result<Records, rustls::Error> {
+) -> Result<Records, Failed> {
     let mut done = Records {
         consumed: 0,
         plain: 0,
@@ -358,14 +365,19 @@ fn records(
     loop {
         let UnbufferedStatus { discard, state } =
             tls.process_tls_records(&mut incoming[done.consumed..]);
+        let failed = |error| Failed {
+            consumed: done.consumed + discard,
+            error,
+        };
         let mut more = true;
-        match state? {
+        match state.map_err(failed)? {
             ConnectionState::ReadTraffic(mut traffic) => {
                 while let Some(record) = traffic.next_record() {
-                    let payload = record?.payload;
+                    let payload = record.map_err(failed)?.payload;
                     let Some(room) = plain.get_mut(done.plain..done.plain + payload.len()) else {
                         // Cannot happen (reads are sized for it): refuse rather than lose.
-                        return Err(rustls::Error::General("plaintext past the buffer".into()));
+                        let error = rustls::Error::General("plaintext past the buffer".into());
+                        return Err(failed(error));
                     };
                     room.copy_from_slice(payload);
                     done.plain += payload.len();
@@ -380,7 +392,7 @@ fn records(
             }
             // Early data is not enabled: rustls refuses it before this.
             ConnectionState::ReadEarlyData(_) => {
-                return Err(rustls::Error::General("early data".into()));
+                return Err(failed(rustls::Error::General("early data".into())));
             }
             _ => more = false, // waits for bytes: BlockedHandshake, WriteTraffic
         }
@@ -389,6 +401,14 @@ fn records(
             return Ok(done);
         }
     }
+}
+
+/// A TLS error, and how much of the input rustls was done with when it came:
+/// rustls is called once more (for its alert) with the rest.
+#[cfg(feature = "tls")]
+struct Failed {
+    consumed: usize,
+    error: rustls::Error,
 }
 
 /// Appends the record rustls asks to send to `outgoing`.
@@ -429,10 +449,11 @@ fn grow_into(
     }
 }
 
-/// After a TLS error rustls has queued its alert: made into `outgoing`.
+/// After a TLS error rustls has queued its alert: made into `outgoing`. `rest` is
+/// the input rustls was not done with (it may hold offsets into it).
 #[cfg(feature = "tls")]
-fn alert(tls: &mut UnbufferedServerConnection, outgoing: &mut Vec<u8>) {
-    let status = tls.process_tls_records(&mut []);
+fn alert(tls: &mut UnbufferedServerConnection, rest: &mut [u8], outgoing: &mut Vec<u8>) {
+    let status = tls.process_tls_records(rest);
     if let Ok(ConnectionState::EncodeTlsData(mut data)) = status.state {
         encode(&mut data, outgoing);
     }
@@ -477,17 +498,34 @@ fn write_out(outgoing: &mut Vec<u8>, stream: &mut TcpStream) -> io::Result<bool>
 #[cfg(feature = "tls")]
 fn write_traffic(session: &mut Session) -> io::Result<()> {
     loop {
-        let status = session.tls.process_tls_records(&mut []);
-        match status.state {
+        let Session {
+            tls,
+            incoming,
+            outgoing,
+            ..
+        } = session;
+        // The held bytes, not an empty buffer: rustls keeps the bounds of a
+        // handshake message still arriving (a ClientHello or a KeyUpdate split
+        // across records) as offsets into them, and panics if they are gone.
+        let UnbufferedStatus { discard, state } = tls.process_tls_records(incoming);
+        let done = match state {
             Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                encode(&mut data, &mut session.outgoing)
+                encode(&mut data, outgoing);
+                None
             }
-            Ok(ConnectionState::TransmitTlsData(data)) => data.done(),
-            Ok(ConnectionState::WriteTraffic(_)) => return Ok(()),
-            Ok(ConnectionState::PeerClosed) => {}
-            Ok(ConnectionState::BlockedHandshake) => return Err(io::ErrorKind::WouldBlock.into()),
-            Ok(_) => return Err(io::ErrorKind::BrokenPipe.into()),
-            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            Ok(ConnectionState::TransmitTlsData(data)) => {
+                data.done();
+                None
+            }
+            Ok(ConnectionState::WriteTraffic(_)) => Some(Ok(())),
+            Ok(ConnectionState::PeerClosed) => None,
+            Ok(ConnectionState::BlockedHandshake) => Some(Err(io::ErrorKind::WouldBlock.into())),
+            Ok(_) => Some(Err(io::ErrorKind::BrokenPipe.into())),
+            Err(e) => Some(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
+        };
+        incoming.drain(..discard);
+        if let Some(done) = done {
+            return done;
         }
     }
 }
@@ -553,28 +591,43 @@ impl Writer<'_> {
     /// its own go out before the new ones.
     fn seal(&mut self, mut made: usize, plain: &[u8]) -> io::Result<usize> {
         for _ in 0..4 {
-            let Session { tls, outgoing, .. } = &mut *self.session;
-            let status = tls.process_tls_records(&mut []);
-            match status.state {
+            let Session {
+                tls,
+                incoming,
+                outgoing,
+                ..
+            } = &mut *self.session;
+            // The held bytes, as in `write_traffic`.
+            let UnbufferedStatus { discard, state } = tls.process_tls_records(incoming);
+            let done = match state {
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => {
                     match traffic.encrypt(plain, &mut self.cipher[made..]) {
-                        Ok(n) => return Ok(made + n),
+                        Ok(n) => Some(Ok(made + n)),
                         Err(EncryptError::InsufficientSize(_)) if made > 0 => {
                             // Room is made by writing what is there; what the
                             // kernel refuses of it is kept, in order.
-                            send(&self.cipher[..made], outgoing, self.stream)?;
+                            let sent = send(&self.cipher[..made], outgoing, self.stream);
                             made = 0;
+                            sent.err().map(Err)
                         }
-                        Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+                        Err(e) => Some(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
                     }
                 }
                 Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                    send(&self.cipher[..made], outgoing, self.stream)?;
+                    let sent = send(&self.cipher[..made], outgoing, self.stream);
                     made = 0;
                     encode(&mut data, outgoing);
+                    sent.err().map(Err)
                 }
-                Ok(ConnectionState::TransmitTlsData(data)) => data.done(),
-                _ => return Err(io::ErrorKind::BrokenPipe.into()),
+                Ok(ConnectionState::TransmitTlsData(data)) => {
+                    data.done();
+                    None
+                }
+                _ => Some(Err(io::ErrorKind::BrokenPipe.into())),
+            };
+            incoming.drain(..discard);
+            if let Some(done) = done {
+                return done;
             }
         }
         Err(io::ErrorKind::InvalidData.into())
@@ -667,6 +720,57 @@ impl Write for Sink<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// One wss connection's TLS filter over a socket, driven as a reactor drives it:
+/// for the fuzz targets (feature `fuzzing`), which hold the peer's side. Not an API.
+#[cfg(feature = "fuzzing")]
+pub struct FuzzSession {
+    sessions: Sessions,
+    stream: TcpStream,
+}
+
+#[cfg(feature = "fuzzing")]
+impl FuzzSession {
+    /// A session for the server side of `stream` (made non-blocking here).
+    pub fn new(config: TlsConfig, stream: std::net::TcpStream) -> io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        let mut sessions = Sessions::default();
+        if !sessions.start(0, 1, &config) {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        Ok(Self {
+            sessions,
+            stream: TcpStream::from_std(stream),
+        })
+    }
+
+    /// A reactor's read: plaintext into `buf` (at least 16 KiB), `Ok(0)` at the end.
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sessions.read(0, 1, &mut self.stream, buf).0
+    }
+
+    /// Writes waiting records; `Ok(true)` when none are left.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        self.sessions.flush(0, 1, &mut self.stream)
+    }
+
+    /// Whether records wait for the kernel (the reactor reads no more meanwhile).
+    pub fn sealed(&self) -> bool {
+        self.sessions.sealed(0)
+    }
+
+    /// A reactor's write of plaintext pieces through the connection's sink.
+    pub fn write(&mut self, pieces: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.sessions
+            .sink(0, 1, true, &mut self.stream)
+            .write_vectored(pieces)
+    }
+
+    /// Makes close_notify, to leave with the next flush.
+    pub fn close_notify(&mut self) {
+        self.sessions.close_notify(0, 1);
     }
 }
 

@@ -128,3 +128,99 @@ fn application_data_behind_the_clients_finished_is_read_in_pieces() {
     client_tcp.shutdown(Shutdown::Write).unwrap();
     assert!(read_plain(&mut sessions, &mut stream, &mut buf, 1).is_empty());
 }
+
+/// A handshake message split across records, its first part in: rustls keeps its
+/// bounds as offsets into the bytes the session holds. A write meanwhile (the
+/// reactor writes to a connection whose peer is mid-KeyUpdate, say) must hand
+/// rustls those bytes, not an empty buffer: it once panicked there, which would
+/// take the reactor thread down. Here the message is the ClientHello.
+#[test]
+fn a_write_while_a_split_handshake_message_waits_does_not_panic() {
+    let (server_config, client_config) = configs();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client_tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server_tcp, _) = listener.accept().unwrap();
+    server_tcp.set_nonblocking(true).unwrap();
+    let mut stream = mio::net::TcpStream::from_std(server_tcp);
+    let mut sessions = Sessions::default();
+    assert!(sessions.start(0, 1, &server_config));
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut client = ClientConnection::new(client_config, name).unwrap();
+
+    // The ClientHello record, its body cut in two records of its own.
+    let mut hello = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut hello).unwrap();
+    }
+    assert_eq!(hello[0], 22, "a handshake record");
+    let body = &hello[5..];
+    let record = |part: &[u8]| {
+        let mut r = vec![22, hello[1], hello[2]];
+        r.extend_from_slice(&(part.len() as u16).to_be_bytes());
+        r.extend_from_slice(part);
+        r
+    };
+    let (first, second) = body.split_at(body.len() / 2);
+    client_tcp.write_all(&record(first)).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let mut buf = vec![0u8; 20 * 1024];
+    let (result, _) = sessions.read(0, 1, &mut stream, &mut buf);
+    assert!(matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
+
+    // A write and a close_notify while the second half is awaited.
+    let written = sessions.sink(0, 1, true, &mut stream).write(b"not yet");
+    assert!(
+        written.is_err(),
+        "no plaintext before the handshake: {written:?}"
+    );
+    sessions.close_notify(0, 1);
+
+    // The second half completes the ClientHello: the handshake goes on.
+    client_tcp.write_all(&record(second)).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let (result, _) = sessions.read(0, 1, &mut stream, &mut buf);
+    assert!(matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
+    while !sessions.flush(0, 1, &mut stream).unwrap() {}
+    let mut flight = vec![0u8; 16 * 1024];
+    client_tcp
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let n = std::io::Read::read(&mut client_tcp, &mut flight).unwrap();
+    assert_eq!(flight[0], 22, "the ServerHello follows ({n} bytes)");
+}
+
+/// A record holding the ClientHello and two messages rustls refuses behind it: the
+/// read fails with rustls' alert, made from the bytes rustls was not done with (an
+/// empty buffer there once panicked on offsets rustls held: the fuzz target
+/// `tls_server` found it; this record does not reach that state, the fuzzer's did).
+#[test]
+fn a_refused_message_with_another_behind_it_is_an_alert_not_a_panic() {
+    let (server_config, client_config) = configs();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client_tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server_tcp, _) = listener.accept().unwrap();
+    server_tcp.set_nonblocking(true).unwrap();
+    let mut stream = mio::net::TcpStream::from_std(server_tcp);
+    let mut sessions = Sessions::default();
+    assert!(sessions.start(0, 1, &server_config));
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut client = ClientConnection::new(client_config, name).unwrap();
+    let mut hello = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut hello).unwrap();
+    }
+    // The ClientHello, then two ClientKeyExchanges, which TLS 1.3 does not have.
+    let mut body = hello[5..].to_vec();
+    body.extend_from_slice(&[16, 0, 0, 4, 1, 2, 3, 4, 16, 0, 0, 4, 1, 2, 3, 4]);
+    let mut bytes = vec![22, hello[1], hello[2]];
+    bytes.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    bytes.extend_from_slice(&body);
+    client_tcp.write_all(&bytes).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let mut buf = vec![0u8; 20 * 1024];
+    let (result, _) = sessions.read(0, 1, &mut stream, &mut buf);
+    assert!(
+        matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::InvalidData),
+        "{result:?}"
+    );
+}

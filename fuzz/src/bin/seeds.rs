@@ -15,6 +15,7 @@ fn main() -> std::io::Result<()> {
         "frame_header",
         "conn_server",
         "conn_client",
+        "tls_server",
     ] {
         let dir = corpus.join(target);
         if dir.exists() {

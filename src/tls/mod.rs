@@ -48,8 +48,9 @@ use crate::error::{Error, Result};
 use crate::server::ServerBuilder;
 
 /// A server configuration for `chain` (the server's certificate first) and its
-/// private `key`: the *ring* provider with pooled keys ([`crypto_provider`]), TLS 1.3 and 1.2, no client certificates,
-/// ALPN `http/1.1` (what a WebSocket upgrade runs over).
+/// private `key`: the *ring* provider with pooled keys ([`crypto_provider`]), TLS
+/// 1.3 and 1.2, no client certificates, ALPN `http/1.1` (what a WebSocket upgrade
+/// runs over).
 ///
 /// # Errors
 ///

@@ -62,6 +62,10 @@ enum Command {
     /// Echo, idle and abusive clients mixed for a long time; the server's RSS over
     /// time, and at the end its sockets and RSS back where they started.
     Soak(SoakArgs),
+    /// Write a CA (ca.pem, for --ca) and a certificate it signed for localhost and
+    /// 127.0.0.1 with its key (cert.pem, key.pem, for the server) into a folder, for
+    /// wss:// runs (wsload built with `--features tls`).
+    Cert(CertArgs),
 }
 
 #[derive(Args, Clone)]
@@ -313,6 +317,14 @@ struct SoakArgs {
     strict: bool,
 }
 
+#[derive(Args, Clone)]
+struct CertArgs {
+    /// The folder to write ca.pem, cert.pem and key.pem into (made if missing; files
+    /// there of those names are replaced).
+    #[arg(long)]
+    out: PathBuf,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Demo(DemoArgs {
@@ -365,6 +377,13 @@ fn dispatch(command: Command) -> Result<bool, String> {
     let (common, spec) = match command {
         Command::Demo(args) => return demo(&args),
         Command::Soak(args) => return soak(&args),
+        Command::Cert(args) => {
+            let [ca, cert, key] = tls::write_certs(&args.out)?;
+            println!("ca   {}", ca.display());
+            println!("cert {}", cert.display());
+            println!("key  {}", key.display());
+            return Ok(true);
+        }
         Command::Echo(a) => {
             let mut s = spec(&a.common, Scenario::Echo);
             s.connections = a.connections;

@@ -5,7 +5,7 @@
 //! (a load generator wants every message sent, not a bound).
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mio::net::TcpStream;
 
@@ -74,6 +74,53 @@ fn build(host: &str, ca: Option<&Path>, insecure: bool, resume: bool) -> Result<
         config: Arc::new(config),
         name,
     })
+}
+
+/// `wsload cert`: writes into `dir` (made if missing) a CA (`ca.pem`, for `--ca`), and
+/// a certificate it signed for `localhost` and 127.0.0.1 (`cert.pem`) with its key
+/// (`key.pem`, readable by the owner only) for the server, ECDSA P-256 all; returns
+/// the three paths. A CA and a leaf, as the README's openssl recipe: clients trust the
+/// CA. The CA's key is dropped, so nothing else is ever signed with it.
+#[cfg(feature = "tls")]
+pub fn write_certs(dir: &Path) -> Result<[PathBuf; 3], String> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let rcgen = |e: rcgen::Error| format!("making the certificates: {e}");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(rcgen)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "wsload test CA");
+    let ca_key = KeyPair::generate().map_err(rcgen)?;
+    let ca_cert = ca.self_signed(&ca_key).map_err(rcgen)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .map_err(rcgen)?;
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate().map_err(rcgen)?;
+    let cert = leaf.signed_by(&key, &issuer).map_err(rcgen)?;
+
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let paths = ["ca.pem", "cert.pem", "key.pem"].map(|name| dir.join(name));
+    let contents = [ca_cert.pem(), cert.pem(), key.serialize_pem()];
+    for ((path, pem), mode) in paths.iter().zip(contents).zip([0o644, 0o644, 0o600]) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(path)
+            .and_then(|mut f| f.write_all(pem.as_bytes()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(paths)
+}
+
+#[cfg(not(feature = "tls"))]
+pub fn write_certs(_: &Path) -> Result<[PathBuf; 3], String> {
+    Err("wsload cert needs wsload built with --features tls".into())
 }
 
 /// `--insecure`: every certificate is taken; signatures are still checked, so the

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The Autobahn TestSuite (wstest 0.8.2) against wsreactor, in both roles:
 #   server: `wstest -m fuzzingclient` drives examples/echo.rs, once with
-#           `--deflate shared` and once with `--deflate dedicated` (at the same time);
+#           `--deflate shared`, once with `--deflate dedicated`, and once over wss://
+#           (built with --features tls, `--deflate off`, cases 1.* to 10.*), all at once;
 #   client: examples/autobahn_client.rs is driven by `wstest -m fuzzingserver`.
-# Then tests/autobahn/check.py reads both reports and fails on any shortfall
+# Then tests/autobahn/check.py reads the reports and fails on any shortfall
 # (wstest itself exits 0 even when every case fails).
 #
-# usage: bash tests/autobahn/run.sh [--write-docs] [--only server|client] [--install-only]
+# usage: bash tests/autobahn/run.sh [--write-docs] [--only server|wss|client] [--install-only]
 #   --write-docs     also regenerate docs/CONFORMANCE.md from the reports
-#   --only ROLE      run one role (for iterating; the docs need both)
+#   --only ROLE      run one role (for iterating; the docs need all): server (the three
+#                    server runs), wss (the wss server run alone) or client
 #   --install-only   install (or check) wstest in the cache and stop
 #
 # wstest runs only on Python 2.7, which Debian bookworm lacks, so it is installed
@@ -27,11 +29,11 @@ while (($#)); do
         --write-docs) WRITE_DOCS=1 ;;
         --install-only) INSTALL_ONLY=1 ;;
         --only)
-            ONLY=${2:?--only needs server or client}
+            ONLY=${2:?--only needs server, wss or client}
             shift
             ;;
         -h | --help)
-            sed -n '2,12p' "$0"
+            sed -n '2,14p' "$0"
             exit 0
             ;;
         *)
@@ -41,13 +43,13 @@ while (($#)); do
     esac
     shift
 done
-case $ONLY in "" | server | client) ;; *)
-    echo "run.sh: --only takes server or client" >&2
+case $ONLY in "" | server | wss | client) ;; *)
+    echo "run.sh: --only takes server, wss or client" >&2
     exit 2
     ;;
 esac
 if ((WRITE_DOCS)) && [[ -n $ONLY ]]; then
-    echo "run.sh: --write-docs needs both roles" >&2
+    echo "run.sh: --write-docs needs every run" >&2
     exit 2
 fi
 
@@ -271,14 +273,15 @@ ensure_wstest() {
 }
 
 # Writes spec $1 to $2 with the url (and, for the client spec, the server's) set to
-# port $3 and the report folder to $4.
+# port $3, the report folder to $4, and the scheme to $5 (ws, the default, or wss).
 write_spec() {
     python3 - "$@" <<'EOF'
 import json, sys
-src, dst, port, outdir = sys.argv[1:]
+src, dst, port, outdir = sys.argv[1:5]
+scheme = sys.argv[5] if len(sys.argv) > 5 else "ws"
 with open(src) as f:
     spec = json.load(f)
-url = "ws://127.0.0.1:%s" % port
+url = "%s://127.0.0.1:%s" % (scheme, port)
 if "servers" in spec:
     for server in spec["servers"]:
         server["url"] = url
@@ -290,17 +293,65 @@ with open(dst, "w") as f:
 EOF
 }
 
+# A self-signed ECDSA P-256 certificate for localhost and 127.0.0.1, and its key, as
+# PEM in $OUT/wss/, made at run time (no key is committed) by `cryptography` in wstest's
+# own Python 2.7: CI has no openssl CLI. wstest's client (Twisted's ClientContextFactory)
+# verifies no certificate, so self-signed is enough.
+make_cert() {
+    mkdir -p "$OUT/wss"
+    PYTHONWARNINGS=ignore "${PY2_ENV[@]}" - "$SITE" "$OUT/wss" <<'EOF' ||
+import site, sys
+site.addsitedir(sys.argv[1])
+import datetime, ipaddress, os
+from cryptography import x509
+from cryptography.hazmat.backends import default_backend
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+backend = default_backend()
+key = ec.generate_private_key(ec.SECP256R1(), backend)
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, u"localhost")])
+now = datetime.datetime.utcnow()
+san = x509.SubjectAlternativeName([x509.DNSName(u"localhost"),
+                                   x509.IPAddress(ipaddress.ip_address(u"127.0.0.1"))])
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(san, critical=False)
+        .sign(key, hashes.SHA256(), backend))
+with open(os.path.join(sys.argv[2], "key.pem"), "wb") as f:
+    f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+with open(os.path.join(sys.argv[2], "cert.pem"), "wb") as f:
+    f.write(cert.public_bytes(serialization.Encoding.PEM))
+EOF
+        die "could not make the wss certificate with wstest's Python"
+}
+
 # --- the two roles ---------------------------------------------------------------------
 
-# Starts the echo example with `--deflate $1` and wstest -m fuzzingclient against it, in
-# the background; `finish_server_suite $1` waits for them. The two modes run at once:
-# wstest (Python 2, one core) is what takes the time, not the server.
+# Starts the echo example for run $1 and wstest -m fuzzingclient against it, in the
+# background; `finish_server_suite $1` waits for them. The runs go at once: wstest
+# (Python 2, one core) is what takes the time, not the server.
+#   shared, dedicated: ws:// with `--deflate $1`, every case;
+#   wss: wss:// (the echo built with --features tls), `--deflate off`, the cases of
+#        tests/autobahn/fuzzingclient-wss.json: 1.* to 10.*, for CI's time; 12.* and
+#        13.* (permessage-deflate) run over ws:// in the two runs above.
 declare -A ECHO_PID WSTEST_PID SUITE_START SERVER_SECONDS
 start_server_suite() {
     local mode=$1 log=$OUT/echo-$1.log port pid
+    local echo=$EXAMPLES/echo args=(--deflate "$mode") spec=fuzzingclient scheme=ws
+    if [[ $mode == wss ]]; then
+        echo=$OUT/echo-tls
+        args=(--deflate off --tls-cert "$OUT/wss/cert.pem" --tls-key "$OUT/wss/key.pem")
+        spec=fuzzingclient-wss
+        scheme=wss
+    fi
     rm -rf "$OUT/server-$mode"
-    log "server: echo example --deflate $mode on 127.0.0.1 (2 reactors), wstest -m fuzzingclient"
-    timeout 2400 "$EXAMPLES/echo" --addr 127.0.0.1:0 --threads 2 --deflate "$mode" \
+    log "server: echo example ${args[*]:0:2} over $scheme:// on 127.0.0.1 (2 reactors), wstest -m fuzzingclient"
+    timeout 2400 "$echo" --addr 127.0.0.1:0 --threads 2 "${args[@]}" \
         --max-message-size "$MAX_MESSAGE" >"$log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
@@ -311,8 +362,8 @@ start_server_suite() {
     }
     port=$(sed -n 's/^listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" | head -n1)
     [[ -n $port ]] || die "no port in the echo server's first line: $(head -n1 "$log")"
-    write_spec tests/autobahn/fuzzingclient.json "$OUT/fuzzingclient-$mode.json" "$port" \
-        "$OUT/server-$mode"
+    write_spec "tests/autobahn/$spec.json" "$OUT/fuzzingclient-$mode.json" "$port" \
+        "$OUT/server-$mode" "$scheme"
     SUITE_START[$mode]=$SECONDS
     timeout 2400 "$WSTEST" -m fuzzingclient -s "$OUT/fuzzingclient-$mode.json" \
         >"$OUT/fuzzingclient-$mode.log" 2>&1 &
@@ -329,14 +380,14 @@ finish_server_suite() {
         die "wstest -m fuzzingclient ($mode) failed or timed out: see $OUT/fuzzingclient-$mode.log"
     SERVER_SECONDS[$mode]=$((SECONDS - SUITE_START[$mode]))
     # A clean stop is part of the result: graceful shutdown must not hang or crash
-    # after 517 cases' worth of abuse.
+    # after the cases' abuse.
     status=0
     stop "${ECHO_PID[$mode]}" 15 || status=$?
     if ((status != 0)); then
         cat "$OUT/echo-$mode.log" >&2
-        die "the echo server (--deflate $mode) did not stop cleanly on SIGTERM (status $status)"
+        die "the echo server ($mode) did not stop cleanly on SIGTERM (status $status)"
     fi
-    log "server --deflate $mode: $(grep -m1 '^stopped' "$OUT/echo-$mode.log" || echo 'no stop line') (${SERVER_SECONDS[$mode]}s)"
+    log "server $mode: $(grep -m1 '^stopped' "$OUT/echo-$mode.log" || echo 'no stop line') (${SERVER_SECONDS[$mode]}s)"
 }
 
 run_client_suite() {
@@ -375,20 +426,30 @@ ensure_wstest
 if ((INSTALL_ONLY)); then
     exit 0
 fi
+mkdir -p "$OUT"
+MODES=()
+case $ONLY in
+    "" | server) MODES=(shared dedicated wss) ;;
+    wss) MODES=(wss) ;;
+esac
+if [[ $ONLY != client ]]; then
+    # The same path as the plain build's echo: copied aside before that build
+    # replaces it.
+    log "building the echo example with --features tls (release), and its certificate"
+    bounded 1200 cargo build --release --locked --features tls --example echo
+    cp "$EXAMPLES/echo" "$OUT/echo-tls"
+    make_cert
+fi
 log "building the echo and autobahn_client examples (release)"
 bounded 1200 cargo build --release --locked --example echo --example autobahn_client
 
-mkdir -p "$OUT"
 # wstest's progress lines reach its log as they happen, not at exit.
 export PYTHONUNBUFFERED=1
 CLIENT_SECONDS=0
-MODES=(shared dedicated)
-if [[ $ONLY != client ]]; then
-    for mode in "${MODES[@]}"; do
-        start_server_suite "$mode"
-    done
-fi
-[[ $ONLY == server ]] || run_client_suite
+for mode in "${MODES[@]}"; do
+    start_server_suite "$mode"
+done
+[[ $ONLY == server || $ONLY == wss ]] || run_client_suite
 if [[ $ONLY != client ]]; then
     for mode in "${MODES[@]}"; do
         finish_server_suite "$mode"
@@ -400,12 +461,16 @@ runtime="$(timeout 60 "$WSTEST" --autobahnversion 2>/dev/null | paste -sd, - | s
 runtime+=", $("${PY2_ENV[@]}" -V 2>&1)"
 check=(python3 tests/autobahn/check.py --agent "$AGENT" --wstest-version "$WSTEST_VERSION"
     --wstest-runtime "$runtime")
-if [[ $ONLY != client ]]; then
+if [[ $ONLY == "" || $ONLY == server ]]; then
     check+=(--server "$OUT/server-shared" --server-seconds "${SERVER_SECONDS[shared]}")
     check+=(--server-dedicated "$OUT/server-dedicated"
         --server-dedicated-seconds "${SERVER_SECONDS[dedicated]}")
 fi
-[[ $ONLY == server ]] || check+=(--client "$OUT/client" --client-seconds "$CLIENT_SECONDS")
+if [[ $ONLY != client ]]; then
+    check+=(--server-wss "$OUT/server-wss" --server-wss-seconds "${SERVER_SECONDS[wss]}")
+fi
+[[ $ONLY == server || $ONLY == wss ]] ||
+    check+=(--client "$OUT/client" --client-seconds "$CLIENT_SECONDS")
 if ((WRITE_DOCS)); then
     check+=(--write-docs docs/CONFORMANCE.md)
 fi

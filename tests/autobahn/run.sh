@@ -364,7 +364,7 @@ start_server_suite() {
     [[ -n $port ]] || die "no port in the echo server's first line: $(head -n1 "$log")"
     write_spec "tests/autobahn/$spec.json" "$OUT/fuzzingclient-$mode.json" "$port" \
         "$OUT/server-$mode" "$scheme"
-    SUITE_START[$mode]=$SECONDS
+    SUITE_START[$mode]=$EPOCHSECONDS
     timeout 2400 "$WSTEST" -m fuzzingclient -s "$OUT/fuzzingclient-$mode.json" \
         >"$OUT/fuzzingclient-$mode.log" 2>&1 &
     WSTEST_PID[$mode]=$!
@@ -378,7 +378,11 @@ finish_server_suite() {
     forget "$pid"
     ((status == 0)) ||
         die "wstest -m fuzzingclient ($mode) failed or timed out: see $OUT/fuzzingclient-$mode.log"
-    SERVER_SECONDS[$mode]=$((SECONDS - SUITE_START[$mode]))
+    local index=$OUT/server-$mode/index.json
+    [[ -f $index ]] || die "wstest -m fuzzingclient ($mode) wrote no report: see $OUT/fuzzingclient-$mode.log"
+    # The runs end at different times but are waited for in turn (the wss one long
+    # before the others): the report's last write is when this one ended.
+    SERVER_SECONDS[$mode]=$(($(stat -c %Y "$index") - SUITE_START[$mode]))
     # A clean stop is part of the result: graceful shutdown must not hang or crash
     # after the cases' abuse.
     status=0
@@ -437,7 +441,7 @@ if [[ $ONLY != client ]]; then
     # replaces it.
     log "building the echo example with --features tls (release), and its certificate"
     bounded 1200 cargo build --release --locked --features tls --example echo
-    cp "$EXAMPLES/echo" "$OUT/echo-tls"
+    cp -f "$EXAMPLES/echo" "$OUT/echo-tls"
     make_cert
 fi
 log "building the echo and autobahn_client examples (release)"

@@ -350,6 +350,9 @@ start_server_suite() {
         scheme=wss
     fi
     rm -rf "$OUT/server-$mode"
+    # Emptied here, not by the background job's redirection, which may come after
+    # wait_for_line has read the last run's "listening on".
+    : >"$log"
     log "server: echo example ${args[*]:0:2} over $scheme:// on 127.0.0.1 (2 reactors), wstest -m fuzzingclient"
     timeout 2400 "$echo" --addr 127.0.0.1:0 --threads 2 "${args[@]}" \
         --max-message-size "$MAX_MESSAGE" >"$log" 2>&1 &

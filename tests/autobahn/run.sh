@@ -242,6 +242,16 @@ install_wstest() {
     PYTHONPATH="$SITE" env -u PIP_FIND_LINKS "${PY2_ENV[@]}" -m pip freeze --path "$SITE" \
         >"$CACHE/freeze.txt" 2>/dev/null || true
 
+    write_wstest
+    timeout 60 "$WSTEST" --autobahnversion >/dev/null 2>&1 ||
+        die "wstest does not start after install"
+    printf '%s\n' "$STAMP" >"$CACHE/installed"
+}
+
+# The wrapper names this cache's interpreter and packages by their absolute paths: it is
+# written anew on every run, so a cache copied from another checkout runs its own copy,
+# not the other checkout's (which may be gone or reinstalling).
+write_wstest() {
     # site.addsitedir, unlike PYTHONPATH, runs the .pth files that make zope a namespace.
     cat >"$WSTEST" <<EOF
 #!/bin/sh
@@ -253,9 +263,6 @@ unset PYTHONPATH PYTHONHOME
 exec "$PY2" -c 'import site, sys; site.addsitedir(sys.argv.pop(1)); sys.argv[0] = "wstest"; from autobahntestsuite.wstest import run; sys.exit(run())' "$SITE" "\$@"
 EOF
     chmod +x "$WSTEST"
-    timeout 60 "$WSTEST" --autobahnversion >/dev/null 2>&1 ||
-        die "wstest does not start after install"
-    printf '%s\n' "$STAMP" >"$CACHE/installed"
 }
 
 ensure_wstest() {
@@ -263,8 +270,8 @@ ensure_wstest() {
     # One install at a time, even from two checkouts' runs sharing nothing but this.
     exec 9>"$CACHE/.lock"
     flock -w 1800 9 || die "timed out waiting for another install of wstest"
-    if [[ -f $CACHE/installed && $(<"$CACHE/installed") == "$STAMP" && -x $WSTEST ]] &&
-        timeout 60 "$WSTEST" --autobahnversion >/dev/null 2>&1; then
+    if [[ -f $CACHE/installed && $(<"$CACHE/installed") == "$STAMP" && -x $PY2 ]] &&
+        write_wstest && timeout 60 "$WSTEST" --autobahnversion >/dev/null 2>&1; then
         log "wstest $WSTEST_VERSION: cached in $CACHE"
     else
         install_wstest

@@ -219,12 +219,14 @@ def machine():
                                                platform.release(), rustc)
 
 
-def commit():
-    """The checked-out commit, marked when the tree has changes (the results are theirs)."""
+def commit(written):
+    """The checked-out commit, marked when the tree has changes (the results are theirs),
+    other than in `written`, the file being regenerated."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)" + written],
                                capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -348,7 +350,7 @@ def write_docs(path, reports, graded, args):
     out.append("## The run\n")
     out.append("- wstest: %s, installed by the script into `.cache/autobahn/`."
                % (args.wstest_runtime or "AutobahnTestSuite " + args.wstest_version))
-    out.append("- date: %s; commit: %s" % (run_date, commit()))
+    out.append("- date: %s; commit: %s" % (run_date, commit(path)))
     out.append("- machine: %s" % machine())
     out.append("\nTo reproduce (installs wstest on first use, then runs both roles and checks "
                "them; exits non-zero on any failing case):\n")

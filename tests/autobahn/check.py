@@ -325,7 +325,9 @@ def write_docs(path, reports, graded, args):
                "the opening handshake to the close, loopback, the engine built in release "
                "(server: `--deflate shared`; wss: the run over TLS). They include wstest's "
                "own work in Python 2, which dominates, and the three server runs shared the "
-               "machine's two cores.\n")
+               "machine's two cores. The wss run is over in its first minute, when every "
+               "run is busy at once: its column is no measure of what TLS costs "
+               "(docs/BENCHMARKS.md has that).\n")
     columns = [("server", server)]
     if "server-wss" in reports:
         columns.append(("wss", reports["server-wss"]))

@@ -36,6 +36,42 @@ fn configs() -> (super::TlsConfig, Arc<ClientConfig>) {
     (server, Arc::new(client))
 }
 
+/// A wss session on the server side of a loopback connection, and a rustls client
+/// on the other, before the handshake.
+struct Connected {
+    client_tcp: std::net::TcpStream,
+    stream: mio::net::TcpStream,
+    sessions: Sessions,
+    client: ClientConnection,
+}
+
+fn connected() -> Connected {
+    let (server_config, client_config) = configs();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client_tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server_tcp, _) = listener.accept().unwrap();
+    server_tcp.set_nonblocking(true).unwrap();
+    let mut sessions = Sessions::default();
+    assert!(sessions.start(0, 1, &server_config));
+    let name = ServerName::try_from("localhost").unwrap();
+    Connected {
+        client_tcp,
+        stream: mio::net::TcpStream::from_std(server_tcp),
+        sessions,
+        client: ClientConnection::new(client_config, name).unwrap(),
+    }
+}
+
+/// The client's first flight (its ClientHello record).
+fn client_hello(client: &mut ClientConnection) -> Vec<u8> {
+    let mut hello = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut hello).unwrap();
+    }
+    assert_eq!(hello[0], 22, "a handshake record");
+    hello
+}
+
 /// Reads plaintext from the session until `want` bytes or `deadline`.
 fn read_plain(
     sessions: &mut Sessions,
@@ -65,16 +101,12 @@ fn read_plain(
 /// data (it once read up to 128 KiB and failed with "plaintext past the buffer").
 #[test]
 fn application_data_behind_the_clients_finished_is_read_in_pieces() {
-    let (server_config, client_config) = configs();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut client_tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (server_tcp, _) = listener.accept().unwrap();
-    server_tcp.set_nonblocking(true).unwrap();
-    let mut stream = mio::net::TcpStream::from_std(server_tcp);
-    let mut sessions = Sessions::default();
-    assert!(sessions.start(0, 1, &server_config));
-    let name = ServerName::try_from("localhost").unwrap();
-    let mut client = ClientConnection::new(client_config, name).unwrap();
+    let Connected {
+        mut client_tcp,
+        mut stream,
+        mut sessions,
+        mut client,
+    } = connected();
     client.set_buffer_limit(None);
     let mut buf = vec![0u8; 20 * 1024];
 
@@ -136,23 +168,15 @@ fn application_data_behind_the_clients_finished_is_read_in_pieces() {
 /// take the reactor thread down. Here the message is the ClientHello.
 #[test]
 fn a_write_while_a_split_handshake_message_waits_does_not_panic() {
-    let (server_config, client_config) = configs();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut client_tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (server_tcp, _) = listener.accept().unwrap();
-    server_tcp.set_nonblocking(true).unwrap();
-    let mut stream = mio::net::TcpStream::from_std(server_tcp);
-    let mut sessions = Sessions::default();
-    assert!(sessions.start(0, 1, &server_config));
-    let name = ServerName::try_from("localhost").unwrap();
-    let mut client = ClientConnection::new(client_config, name).unwrap();
+    let Connected {
+        mut client_tcp,
+        mut stream,
+        mut sessions,
+        mut client,
+    } = connected();
 
     // The ClientHello record, its body cut in two records of its own.
-    let mut hello = Vec::new();
-    while client.wants_write() {
-        client.write_tls(&mut hello).unwrap();
-    }
-    assert_eq!(hello[0], 22, "a handshake record");
+    let hello = client_hello(&mut client);
     let body = &hello[5..];
     let record = |part: &[u8]| {
         let mut r = vec![22, hello[1], hello[2]];
@@ -195,20 +219,13 @@ fn a_write_while_a_split_handshake_message_waits_does_not_panic() {
 /// `tls_server` found it; this record does not reach that state, the fuzzer's did).
 #[test]
 fn a_refused_message_with_another_behind_it_is_an_alert_not_a_panic() {
-    let (server_config, client_config) = configs();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut client_tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (server_tcp, _) = listener.accept().unwrap();
-    server_tcp.set_nonblocking(true).unwrap();
-    let mut stream = mio::net::TcpStream::from_std(server_tcp);
-    let mut sessions = Sessions::default();
-    assert!(sessions.start(0, 1, &server_config));
-    let name = ServerName::try_from("localhost").unwrap();
-    let mut client = ClientConnection::new(client_config, name).unwrap();
-    let mut hello = Vec::new();
-    while client.wants_write() {
-        client.write_tls(&mut hello).unwrap();
-    }
+    let Connected {
+        mut client_tcp,
+        mut stream,
+        mut sessions,
+        mut client,
+    } = connected();
+    let hello = client_hello(&mut client);
     // The ClientHello, then two ClientKeyExchanges, which TLS 1.3 does not have.
     let mut body = hello[5..].to_vec();
     body.extend_from_slice(&[16, 0, 0, 4, 1, 2, 3, 4, 16, 0, 0, 4, 1, 2, 3, 4]);

@@ -6,6 +6,8 @@
 //! tungstenite's server role (the oracle). Certificates are made at run time by rcgen.
 #![cfg(feature = "tls")]
 
+#[path = "util/echo_round.rs"]
+mod echo_round;
 #[path = "util/server.rs"]
 mod server;
 
@@ -127,22 +129,7 @@ fn wss_echoes_messages_pings_and_the_close_handshake_trusting_a_ca_file() {
         .connect()
         .expect("connects over TLS");
     // Sizes past rustls' 64 KiB buffer and its 16 KiB records.
-    for size in [0, 125, 16_384, 70_000, 1 << 20] {
-        let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-        client.send(Message::Binary(&payload)).unwrap();
-        assert_eq!(
-            client.recv().unwrap(),
-            Incoming::Message(Message::Binary(&payload)),
-            "{size} bytes"
-        );
-    }
-    client.send(Message::Text("héllo")).unwrap();
-    assert_eq!(
-        client.recv().unwrap(),
-        Incoming::Message(Message::Text("héllo"))
-    );
-    client.ping(b"tls ping").unwrap();
-    assert_eq!(client.recv().unwrap(), Incoming::Pong(b"tls ping"));
+    echo_round::sizes_text_and_ping(&mut client, &[0, 125, 16_384, 70_000, 1 << 20]);
     client.close(CloseCode(4321), "done").unwrap();
     assert_eq!(
         client.recv().unwrap(),

@@ -5,6 +5,8 @@
 //! TLS handshake, backpressure, and ws:// and wss:// on one server.
 #![cfg(feature = "tls")]
 
+#[path = "util/echo_round.rs"]
+mod echo_round;
 #[path = "util/tls.rs"]
 mod tls;
 
@@ -100,22 +102,7 @@ fn wss_echoes_large_messages_text_pings_and_the_close_handshake() {
         .connect()
         .expect("connects over TLS");
     // Past a 16 KiB record, the scratch buffer (64 KiB), a 64 KiB encryption chunk.
-    for size in [0, 125, 16_384, 70_000, 1 << 20, 4 << 20] {
-        let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-        client.send(Message::Binary(&payload)).unwrap();
-        assert_eq!(
-            client.recv().unwrap(),
-            Incoming::Message(Message::Binary(&payload)),
-            "{size} bytes"
-        );
-    }
-    client.send(Message::Text("héllo")).unwrap();
-    assert_eq!(
-        client.recv().unwrap(),
-        Incoming::Message(Message::Text("héllo"))
-    );
-    client.ping(b"tls ping").unwrap();
-    assert_eq!(client.recv().unwrap(), Incoming::Pong(b"tls ping"));
+    echo_round::sizes_text_and_ping(&mut client, &[0, 125, 16_384, 70_000, 1 << 20, 4 << 20]);
     client.close(CloseCode(4321), "done").unwrap();
     assert_eq!(
         client.recv().unwrap(),

@@ -31,7 +31,7 @@ impl Handler for Broadcast {
 
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
         ws.publish(EVERYONE, message);
-        ws.send(message);
+        let _ = ws.send(message);
     }
 }
 

@@ -77,13 +77,13 @@ impl Handler for Topics {
 
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
         let Message::Text(text) = message else {
-            ws.send_text("error: commands are text messages");
+            let _ = ws.send_text("error: commands are text messages");
             return;
         };
         match parse(text) {
             Ok(Request::Sub(topic)) => {
                 if let Err(e) = ws.subscribe(topic) {
-                    ws.send_text(&format!("error: {e}"));
+                    let _ = ws.send_text(&format!("error: {e}"));
                 }
             }
             Ok(Request::Unsub(topic)) => {
@@ -93,11 +93,11 @@ impl Handler for Topics {
                 let line = format!("{topic} {payload}");
                 ws.publish(topic, Message::Text(&line));
                 if ws.is_subscribed(topic) {
-                    ws.send_text(&line);
+                    let _ = ws.send_text(&line);
                 }
             }
             Err(e) => {
-                ws.send_text(&format!("error: {e}"));
+                let _ = ws.send_text(&format!("error: {e}"));
             }
         }
     }

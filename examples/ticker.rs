@@ -147,7 +147,7 @@ impl wsreactor::Handler for Ticker {
                 return ws.close(wsreactor::CloseCode::INTERNAL_ERROR, "cannot subscribe");
             }
         }
-        ws.send_text(&format!("subscribed {}", symbols.join(",")));
+        let _ = ws.send_text(&format!("subscribed {}", symbols.join(",")));
     }
 
     fn on_http(&mut self, request: &HttpRequest<'_, '_>) -> Option<HttpResponse> {

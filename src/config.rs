@@ -13,9 +13,15 @@ use crate::proto::handshake::{DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS};
 ///
 /// | stream | policy | why |
 /// |---|---|---|
+/// | echo, request and response, uploads answered as they arrive, anything a client must get whole | [`Pause`](Self::Pause) (the default) | what the handler answers is never lost: the connection stops reading instead, and TCP slows the peer to the pace it reads |
 /// | market data, positions, presence, game state | [`DropOldest`](Self::DropOldest) | a newer message supersedes an older one: a reader that falls behind should get the newest, not catch up through stale ones |
 /// | chat, orders, anything a client must see whole | [`Close`](Self::Close) | a silent gap is worse than a reconnect that resynchronises |
 /// | bursts the handler paces itself (`SendStatus`, `on_drain`) | [`Drop`](Self::Drop) | the sender learns at once that this message was not sent, and can retry or coalesce |
+///
+/// Whatever the policy, a connection whose queue passes the limit is not read
+/// until the queue is down to half the limit, so replies the protocol makes
+/// (pongs, the close reply) and, under `Pause`, the handler's own answers stay
+/// bounded by what one read can ask for.
 ///
 /// ```
 /// use wsreactor::{BackpressurePolicy, Config};
@@ -30,6 +36,25 @@ use crate::proto::handshake::{DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BackpressurePolicy {
+    /// Lossless for what a connection's own callbacks send. A send from a
+    /// callback of the connection itself ([`Socket::send`](crate::Socket::send)
+    /// and its kin, in `on_message`, `on_open`, `on_drain`, ...) is always queued,
+    /// and reports [`SendStatus::Backpressure`](crate::SendStatus::Backpressure)
+    /// past the limit; meanwhile the connection is not read, so the peer is held
+    /// back by TCP flow control rather than by a lost answer, and reading resumes
+    /// once the queue is down to half the limit. An echo, or any handler that
+    /// answers in proportion to what it reads, so holds a slow reader to the
+    /// limit plus what one read asks for, and loses nothing.
+    ///
+    /// What comes from elsewhere, a [`Sender`](crate::Sender) send, a broadcast
+    /// or a publication to the connection, is not paced by the connection's own
+    /// reading: at the limit it is dropped, as under [`Drop`](Self::Drop), and
+    /// counted in [`Stats::dropped`](crate::Stats::dropped) (and, for a
+    /// subscriber, in [`Socket::dropped_publications`](crate::Socket::dropped_publications)),
+    /// so a slow peer never holds the server's memory without bound. A handler
+    /// that loops sending far more than it reads is paced by the status it gets:
+    /// the queue grows with what it sends.
+    Pause,
     /// Drop the new message and report [`SendStatus::Dropped`](crate::SendStatus::Dropped);
     /// the connection stays open and keeps what was queued before, so a reader
     /// that resumes first gets the old messages. Suits a sender that paces itself
@@ -114,14 +139,18 @@ pub struct Config {
     /// thousand stuck readers at worst. What happens to a send at the limit is
     /// [`backpressure_policy`](Self::backpressure_policy). Replies the protocol
     /// makes (pongs, the close reply) are never dropped; instead, while a
-    /// connection's queue is over the limit the server stops reading from it, so a
-    /// peer that sends pings and never reads is held to the limit plus one turn's
-    /// replies ([`read_budget`](Self::read_budget)) by TCP flow control.
+    /// connection's queue is over the limit the server stops reading from it, and
+    /// reads again once the queue is down to half the limit (the low-water mark:
+    /// one write's worth of room before the next pause), so a peer that sends pings
+    /// and never reads is held to the limit plus what one read answers by TCP flow
+    /// control ([`Stats::read_pauses`](crate::Stats::read_pauses) counts the pauses).
     pub max_backpressure: usize,
     /// What a send does at [`max_backpressure`](Self::max_backpressure). Default
-    /// [`BackpressurePolicy::Drop`], as uWebSockets: the connection survives a burst,
-    /// and the sender learns which message was not sent. A market-data feed wants
-    /// [`BackpressurePolicy::DropOldest`].
+    /// [`BackpressurePolicy::Pause`]: nothing the handler answers a peer is lost
+    /// (an echo to a client that pipelines faster than it reads pauses reading
+    /// instead of dropping echoes), while sends from other threads and
+    /// publications meet the limit as under [`BackpressurePolicy::Drop`]. A
+    /// market-data feed wants [`BackpressurePolicy::DropOldest`].
     pub backpressure_policy: BackpressurePolicy,
     /// The kernel's send buffer for each connection (`SO_SNDBUF`, set once on the
     /// listening sockets, whose connections inherit it). Default `None`: the
@@ -188,7 +217,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             write_timeout: Some(Duration::from_secs(30)),
             max_backpressure: 1 << 20,
-            backpressure_policy: BackpressurePolicy::Drop,
+            backpressure_policy: BackpressurePolicy::Pause,
             send_buffer_size: None,
             reactors: std::thread::available_parallelism().map_or(1, usize::from),
             backlog: 4096,
@@ -331,7 +360,7 @@ mod tests {
         assert_eq!(c.tls_key_release, Duration::from_millis(250));
         assert_eq!(c.max_queued_command_bytes, 16 << 20);
         assert_eq!(c.max_backpressure, 1 << 20);
-        assert_eq!(c.backpressure_policy, BackpressurePolicy::Drop);
+        assert_eq!(c.backpressure_policy, BackpressurePolicy::Pause);
         assert_eq!(c.send_buffer_size, None);
         assert!(c.reactors >= 1);
         assert!(c.backlog >= 4096);

@@ -17,6 +17,7 @@ pub(crate) struct LocalStats {
     pub(crate) bytes_out: u64,
     pub(crate) dropped: u64,
     pub(crate) write_timeouts: u64,
+    pub(crate) read_pauses: u64,
     pub(crate) turns: u64,
     pub(crate) compressed_out: u64,
     pub(crate) compressors: u64,
@@ -42,6 +43,7 @@ pub(crate) struct SharedStats {
     bytes_out: AtomicU64,
     dropped: AtomicU64,
     write_timeouts: AtomicU64,
+    read_pauses: AtomicU64,
     turns: AtomicU64,
     compressed_out: AtomicU64,
     compressors: AtomicU64,
@@ -60,6 +62,7 @@ impl SharedStats {
         self.bytes_out.store(local.bytes_out, Relaxed);
         self.dropped.store(local.dropped, Relaxed);
         self.write_timeouts.store(local.write_timeouts, Relaxed);
+        self.read_pauses.store(local.read_pauses, Relaxed);
         self.turns.store(local.turns, Relaxed);
         self.compressed_out.store(local.compressed_out, Relaxed);
         self.compressors.store(local.compressors, Relaxed);
@@ -79,6 +82,7 @@ impl SharedStats {
             bytes_out: self.bytes_out.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             write_timeouts: self.write_timeouts.load(Relaxed),
+            read_pauses: self.read_pauses.load(Relaxed),
             loop_turns: self.turns.load(Relaxed),
             compressed_out: self.compressed_out.load(Relaxed),
             compressors: self.compressors.load(Relaxed),
@@ -108,10 +112,19 @@ pub struct Stats {
     pub messages_out: u64,
     /// Payload bytes sent (or queued).
     pub bytes_out: u64,
-    /// Messages dropped at the backpressure limit.
+    /// Messages dropped at the backpressure limit: by the policy
+    /// ([`Drop`](crate::BackpressurePolicy::Drop), [`Close`](crate::BackpressurePolicy::Close),
+    /// [`DropOldest`](crate::BackpressurePolicy::DropOldest)), or, under
+    /// [`Pause`](crate::BackpressurePolicy::Pause), a [`Sender`](crate::Sender) send,
+    /// broadcast or publication that met a full queue.
     pub dropped: u64,
     /// Connections dropped by the write timeout (also counted as closed with 1008).
     pub write_timeouts: u64,
+    /// How many times a connection's reading was paused because its queue passed
+    /// [`Config::max_backpressure`](crate::Config::max_backpressure) (it resumes once
+    /// the queue is down to half the limit). A paused peer is pushed back by TCP
+    /// flow control; nothing it sent is lost.
+    pub read_pauses: u64,
     /// Event-loop turns: a busy reactor makes one per batch of events, an idle one
     /// about one per timer tick. A figure that grows by millions a second on an idle
     /// server means the loop spins.
@@ -155,6 +168,7 @@ impl Stats {
             total.bytes_out += s.bytes_out;
             total.dropped += s.dropped;
             total.write_timeouts += s.write_timeouts;
+            total.read_pauses += s.read_pauses;
             total.loop_turns += s.loop_turns;
             total.compressed_out += s.compressed_out;
             total.compressors += s.compressors;

@@ -2,20 +2,31 @@
 //! other threads.
 
 /// What became of a message handed to [`Socket::send`](crate::Socket::send) or a peer.
+///
+/// `#[must_use]`: under every policy but the default
+/// [`Pause`](crate::BackpressurePolicy::Pause), a send can be dropped, and only
+/// this value says so. A handler under `Pause` that has nothing to do for a
+/// closing connection writes `let _ = ws.send(..)` and loses nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a send may be dropped at the backpressure limit or refused on a closing connection"]
 pub enum SendStatus {
     /// Written to the kernel, or corked to be written at the end of this turn.
     Sent,
     /// Accepted, but it waits in the connection's queue behind bytes the kernel has
     /// not taken yet; [`Handler::on_drain`](crate::Handler::on_drain) is called when
-    /// the queue empties.
+    /// the queue empties. Under [`BackpressurePolicy::Pause`] the queue may be past
+    /// the limit: the connection is not read until it drains.
     Backpressure,
     /// Not sent: the connection's queue is at [`Config::max_backpressure`]
     /// (the connection is also closing if the policy is
-    /// [`BackpressurePolicy::Close`]).
+    /// [`BackpressurePolicy::Close`]). Under [`BackpressurePolicy::Pause`] only a
+    /// send that does not come from the connection's own callbacks (a
+    /// [`Sender`](crate::Sender)'s, a broadcast, a publication) is dropped; a ping
+    /// over 125 bytes is refused so under any policy.
     ///
     /// [`Config::max_backpressure`]: crate::Config::max_backpressure
     /// [`BackpressurePolicy::Close`]: crate::BackpressurePolicy::Close
+    /// [`BackpressurePolicy::Pause`]: crate::BackpressurePolicy::Pause
     Dropped,
     /// Not sent: the connection is closing or closed.
     Closed,

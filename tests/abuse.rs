@@ -118,7 +118,7 @@ impl Handler for Counting {
         self.opened.fetch_add(1, SeqCst);
     }
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
-        ws.send(message);
+        let _ = ws.send(message);
     }
     fn on_close(&mut self, _: ConnId, _: (), _: CloseCode, _: &str) {
         self.closed.fetch_add(1, SeqCst);

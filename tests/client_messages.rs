@@ -36,11 +36,11 @@ struct PingOnOpen;
 impl Handler for PingOnOpen {
     type Session = ();
     fn on_open(&mut self, ws: &mut Socket<'_, ()>) {
-        ws.ping(b"are you there");
+        let _ = ws.ping(b"are you there");
     }
     fn on_pong(&mut self, ws: &mut Socket<'_, ()>, payload: &[u8]) {
         let text = format!("pong: {}", String::from_utf8_lossy(payload));
-        ws.send_text(&text);
+        let _ = ws.send_text(&text);
     }
 }
 
@@ -170,10 +170,10 @@ struct PingBack;
 impl Handler for PingBack {
     type Session = ();
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, _: Message<'_>) {
-        ws.ping(b"p");
+        let _ = ws.ping(b"p");
     }
     fn on_pong(&mut self, ws: &mut Socket<'_, ()>, _: &[u8]) {
-        ws.send_text("pong seen");
+        let _ = ws.send_text("pong seen");
     }
 }
 

@@ -40,7 +40,7 @@ impl Handler for Subscriber {
         for t in first..first + n {
             let _ = ws.subscribe(format!("topic-{t}"));
         }
-        ws.send_text("ok");
+        let _ = ws.send_text("ok");
     }
 }
 

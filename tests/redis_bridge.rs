@@ -33,13 +33,13 @@ impl Handler for Topics {
                     Ok(_) => "ok".to_owned(),
                     Err(e) => format!("error: {e}"),
                 };
-                ws.send_text(&reply);
+                let _ = ws.send_text(&reply);
             }
             (Some("pub"), Some(topic), Some(payload)) => {
                 ws.publish(topic, Message::Text(payload));
             }
             _ => {
-                ws.send_text("error: unknown");
+                let _ = ws.send_text("error: unknown");
             }
         }
     }

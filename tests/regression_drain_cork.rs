@@ -49,7 +49,7 @@ impl DrainStreamer {
             match ws.send_binary(&chunk) {
                 SendStatus::Sent => {}
                 SendStatus::Backpressure => {
-                    ws.send_text(MARKER);
+                    let _ = ws.send_text(MARKER);
                     // A little work before returning, as a handler preparing its next
                     // batch would do. Meanwhile the client reads, so the reactor's next
                     // flush in this turn takes everything and gives on_drain its second
@@ -71,7 +71,7 @@ impl Handler for DrainStreamer {
             ws.session_mut().0 = true;
             Self::stream(ws);
         } else {
-            ws.send(message);
+            let _ = ws.send(message);
         }
     }
 

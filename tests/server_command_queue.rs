@@ -27,7 +27,7 @@ impl Handler for Stall {
         if message.as_bytes() == b"stall" {
             std::thread::sleep(Duration::from_millis(600));
         } else {
-            ws.send(message);
+            let _ = ws.send(message);
         }
     }
 }

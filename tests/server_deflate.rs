@@ -30,7 +30,7 @@ impl Handler for Echo {
         let _ = self.opened.send(ws.id());
     }
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
-        match message {
+        let _ = match message {
             Message::Text(t) if t.starts_with("never:") => ws.send_with(message, Compress::Never),
             Message::Text(t) if t.starts_with("always:") => ws.send_with(message, Compress::Always),
             _ => ws.send(message),
@@ -307,7 +307,7 @@ impl Handler for Flood {
                         char::from(b'a' + (x % 26) as u8)
                     })
                     .collect();
-                ws.send_text(&format!("{}{noise}", json(i)));
+                let _ = ws.send_text(&format!("{}{noise}", json(i)));
             }
         }
     }

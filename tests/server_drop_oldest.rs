@@ -87,17 +87,17 @@ impl Handler for Feed {
         match message.as_bytes() {
             b"flood" => {
                 for seq in 0..FLOOD {
-                    ws.send_binary(&tick(seq));
+                    let _ = ws.send_binary(&tick(seq));
                 }
             }
             b"quotes" => {
                 for seq in 0..FLOOD {
-                    ws.send_text(&quote(seq));
+                    let _ = ws.send_text(&quote(seq));
                 }
             }
             b"sub" => {
                 ws.subscribe("ticks").unwrap();
-                ws.send_text("subscribed");
+                let _ = ws.send_text("subscribed");
             }
             _ => {}
         }

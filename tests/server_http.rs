@@ -171,7 +171,7 @@ impl Handler for Site {
     }
 
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
-        ws.send(message);
+        let _ = ws.send(message);
     }
 
     fn on_http(&mut self, request: &HttpRequest<'_, '_>) -> Option<HttpResponse> {

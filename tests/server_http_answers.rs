@@ -59,7 +59,7 @@ impl Handler for Answers {
             shown(ws.session().peer),
             shown(ws.peer_addr())
         );
-        ws.send_text(&line);
+        let _ = ws.send_text(&line);
     }
 
     fn on_http(&mut self, request: &HttpRequest<'_, '_>) -> Option<HttpResponse> {

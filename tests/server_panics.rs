@@ -48,7 +48,7 @@ impl Handler for Fragile {
         if message.as_bytes() == b"boom" {
             panic!("boom in on_message");
         }
-        ws.send(message);
+        let _ = ws.send(message);
     }
 
     fn on_close(&mut self, _: ConnId, session: Path, _: CloseCode, _: &str) {

@@ -41,11 +41,11 @@ impl Handler for Scripted {
                     Ok(_) => format!("ok sub {t}"),
                     Err(e) => format!("error: {e:?}"),
                 };
-                ws.send_text(&reply);
+                let _ = ws.send_text(&reply);
             }
             (Some("unsub"), Some(t), None) => {
                 let was = ws.unsubscribe(t);
-                ws.send_text(&format!("ok unsub {t} {was}"));
+                let _ = ws.send_text(&format!("ok unsub {t} {was}"));
             }
             (Some("pub"), Some(t), Some(payload)) => {
                 let p = ws.publish(t, Message::Text(payload));
@@ -56,11 +56,11 @@ impl Handler for Scripted {
                     Some(b) => format!("{a} {b}"),
                     None => a.to_owned(),
                 };
-                ws.send_text(&text);
+                let _ = ws.send_text(&text);
             }
             (Some("drops"), None, None) => {
                 let drops = ws.dropped_publications();
-                ws.send_text(&format!("drops {drops}"));
+                let _ = ws.send_text(&format!("drops {drops}"));
             }
             (Some("flood"), Some(t), Some(rest)) => {
                 let (n, size) = rest.split_once(' ').unwrap();
@@ -73,7 +73,7 @@ impl Handler for Scripted {
                 }
             }
             _ => {
-                ws.send_text("error: unknown");
+                let _ = ws.send_text("error: unknown");
             }
         }
     }

@@ -70,7 +70,7 @@ impl Handler for Probe {
             let _ = self.buffered.lock().unwrap().send((most, status));
             return;
         }
-        ws.send(message);
+        let _ = ws.send(message);
     }
 
     fn on_close(&mut self, _: ConnId, _: (), code: CloseCode, _: &str) {

@@ -22,7 +22,7 @@ struct Echo;
 impl Handler for Echo {
     type Session = ();
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
-        ws.send(message);
+        let _ = ws.send(message);
     }
 }
 

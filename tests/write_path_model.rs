@@ -106,7 +106,7 @@ impl Scripted {
 
     fn burst(&self, ws: &mut Socket<'_, Session>, burst: Burst) {
         for _ in 0..burst.count {
-            self.send(ws, burst.size, burst.text);
+            let _ = self.send(ws, burst.size, burst.text);
         }
     }
 
@@ -129,7 +129,7 @@ impl Scripted {
                 SendStatus::Closed => return,
             }
         }
-        self.send(ws, HEADER, true);
+        let _ = self.send(ws, HEADER, true);
         if stream.think_us > 0 {
             thread::sleep(Duration::from_micros(stream.think_us));
         }
@@ -175,7 +175,7 @@ impl Handler for Scripted {
             );
         }
         // The hello, callback seq 0: the first message every client must receive.
-        self.send(ws, HEADER, true);
+        let _ = self.send(ws, HEADER, true);
         let open = ws.session().open;
         self.burst(ws, open);
         if ws.session().open_panics {

@@ -16,7 +16,7 @@ struct Echo;
 impl Handler for Echo {
     type Session = ();
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
-        ws.send(message);
+        let _ = ws.send(message);
     }
 }
 
@@ -44,7 +44,7 @@ impl Handler for Everyone {
     }
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
         ws.publish(EVERYONE, message);
-        ws.send(message);
+        let _ = ws.send(message);
     }
 }
 
@@ -294,8 +294,8 @@ impl Handler for EveryoneSenderTwice {
     }
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
         ws.publish(EVERYONE, message);
-        ws.send(message);
-        ws.send(message);
+        let _ = ws.send(message);
+        let _ = ws.send(message);
     }
 }
 

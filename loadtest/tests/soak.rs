@@ -17,7 +17,7 @@ struct Echo;
 impl Handler for Echo {
     type Session = ();
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
-        ws.send(message);
+        let _ = ws.send(message);
     }
 }
 
@@ -31,7 +31,7 @@ impl Handler for Leaky {
         Box::leak(vec![1u8; 16 * 1024].into_boxed_slice());
     }
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
-        ws.send(message);
+        let _ = ws.send(message);
     }
 }
 

@@ -46,13 +46,25 @@ impl<H: Handler> Reactor<H> {
         self.resume_reading(key);
     }
 
+    /// The most a connection may have queued and still be read: the limit, or,
+    /// once reading has paused, the low-water mark (half the limit), so that a
+    /// paused reader resumes with room for more than one write's worth.
+    pub(super) fn read_limit<S>(max_backpressure: usize, conn: &super::conn::Conn<S>) -> usize {
+        if conn.has(flag::READ_PAUSED) {
+            max_backpressure / 2
+        } else {
+            max_backpressure
+        }
+    }
+
     /// Reads again next turn from a connection whose reading was paused for
-    /// backpressure (see `readable`), once its queue is back under the limit.
+    /// backpressure (see `readable`), once its queue is down to the low-water mark.
     pub(super) fn resume_reading(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get_mut(key)
+        if let Some(conn) = self.conns.get(key)
             && conn.has(flag::READ_PAUSED)
-            && self.output.queued(conn) <= self.config.max_backpressure
+            && self.output.queued(conn) <= Self::read_limit(self.config.max_backpressure, conn)
             && !(conn.has(flag::TLS) && self.output.tls.sealed(key))
+            && let Some(conn) = self.conns.get_mut(key)
         {
             conn.clear(flag::READ_PAUSED);
             self.deferred.push(key);
@@ -65,8 +77,15 @@ impl<H: Handler> Reactor<H> {
     /// with a flush, so what the last `on_drain` sent is written or queued before
     /// this returns. A handler that refills its queue in every `on_drain` while the
     /// kernel keeps taking it gets [`DRAIN_ROUNDS`] calls here, and the rest in the
-    /// following turns.
+    /// following turns. A connection whose reading was paused is read again if the
+    /// flush brought its queue down to the low-water mark, whichever path flushed
+    /// it: the peer, its window full, may send nothing that would wake it.
     pub(super) fn finish_turn(&mut self, key: usize) {
+        self.flush_and_drain(key);
+        self.resume_reading(key);
+    }
+
+    fn flush_and_drain(&mut self, key: usize) {
         for round in 0.. {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;

@@ -191,15 +191,18 @@ impl Output {
 
     /// Whether a frame of `len` more bytes fits under the backpressure limit. A
     /// frame of any size is accepted when nothing is buffered, or it could never be
-    /// sent. Under `DropOldest` the oldest whole messages queued are dropped to make
-    /// room, if that is enough.
-    fn admits<S>(&mut self, owner: Owner, conn: &Conn<S>, len: usize) -> bool {
+    /// sent. Under `Pause` a frame from the connection's own callbacks (`own`) is
+    /// always accepted: the reader pauses instead. Under `DropOldest` the oldest
+    /// whole messages queued are dropped to make room, if that is enough.
+    fn admits<S>(&mut self, owner: Owner, conn: &Conn<S>, len: usize, own: bool) -> bool {
         let buffered = self.buffered(owner, conn);
         if buffered == 0 || buffered + len <= self.max_backpressure {
             return true;
         }
-        if self.policy != BackpressurePolicy::DropOldest {
-            return false;
+        match self.policy {
+            BackpressurePolicy::Pause => return own,
+            BackpressurePolicy::DropOldest => {}
+            BackpressurePolicy::Drop | BackpressurePolicy::Close => return false,
         }
         let need = buffered + len - self.max_backpressure;
         match self.queues.get_mut(conn.output as usize) {
@@ -294,7 +297,8 @@ impl Output {
         self.send(owner, conn, opcode, payload)
     }
 
-    /// Sends one frame to `conn`.
+    /// Sends one frame to `conn`, from its own callbacks (or the reactor's own
+    /// ping): lossless under `Pause`.
     pub(crate) fn send<S>(
         &mut self,
         owner: Owner,
@@ -321,7 +325,7 @@ impl Output {
         header.rsv = rsv;
         let header = header.encode();
         let header = header.as_bytes();
-        if !self.admits(owner, conn, header.len() + payload.len()) {
+        if !self.admits(owner, conn, header.len() + payload.len(), true) {
             return self.refuse(owner, conn);
         }
         if !opcode.is_control() {
@@ -391,7 +395,7 @@ impl Output {
         if conn.phase != Phase::Open || !conn.proto.can_send() {
             return Err(SendStatus::Closed);
         }
-        if !self.admits(owner, conn, frame.len()) {
+        if !self.admits(owner, conn, frame.len(), false) {
             return Err(self.refuse(owner, conn));
         }
         self.stats.messages_out += 1;
@@ -728,7 +732,7 @@ mod tests {
         output.cork(B).extend_from_slice(b"for B");
         // A's next send is written at once (large), yet after its displaced bytes.
         let big = vec![b'x'; DIRECT_WRITE];
-        output.send(A, &mut conn, OpCode::Binary, &big);
+        let _ = output.send(A, &mut conn, OpCode::Binary, &big);
         output.flush(A, &mut conn).unwrap();
         assert_eq!(output.take_strays().len(), 1, "only B's are left");
         let mut got = vec![0u8; 6];

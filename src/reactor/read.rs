@@ -46,17 +46,22 @@ impl<H: Handler> Reactor<H> {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            // A peer that sends without reading what it is answered (pings, say)
-            // is not read further until it reads: the replies bypass the send-side
-            // limit, so this is what bounds them, at the limit plus what one turn
-            // answers. TCP flow control pushes back. Reading resumes when the
-            // queue is back under the limit: at the end of this turn if the flush
-            // below takes enough of it, else at a writable event.
-            if conn.phase == Phase::Open && self.output.queued(conn) > self.config.max_backpressure
-            {
-                conn.set(flag::READ_PAUSED);
+            // A peer that sends without reading what it is answered (pings, or
+            // echoes under `Pause`) is not read further until it reads: those
+            // replies bypass the send-side limit, so this is what bounds them, at
+            // the limit plus what one read answers. TCP flow control pushes back.
+            // Reading resumes when the queue is down to the low-water mark: at the
+            // end of this turn if the flush takes enough of it, else at a writable
+            // event.
+            let limit = Self::read_limit(self.config.max_backpressure, conn);
+            if conn.phase == Phase::Open && self.output.queued(conn) > limit {
+                if !conn.has(flag::READ_PAUSED) {
+                    conn.set(flag::READ_PAUSED);
+                    self.output.stats.read_pauses += 1;
+                }
                 break;
             }
+            conn.clear(flag::READ_PAUSED);
             // A read lands in the scratch buffer, or, for a connection holding a
             // partial message in a pooled or large buffer, straight in the spare
             // room of that buffer. A small exact-size hold (a slow peer's partial
@@ -145,7 +150,6 @@ impl<H: Handler> Reactor<H> {
             }
         }
         self.finish_turn(key);
-        self.resume_reading(key);
     }
 
     /// Puts the input buffer back: the scratch buffer to the reactor, a held buffer

@@ -10,6 +10,11 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use wsreactor::{Config, ConnId, Handler, Message, Server, ServerHandle, Socket};
 
+/// How long a test waits for something that must happen before it calls it a hang.
+/// A guard against hanging forever, never a measure: a busy machine may take many
+/// times longer than an idle one, and a verdict must not depend on that.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
 /// A configuration for tests: one reactor, timeouts short enough to test quickly.
 pub fn test_config() -> Config {
     Config::default()
@@ -159,14 +164,18 @@ pub fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-/// Sends `text` on `ws` and asserts that the server echoes it back.
+/// Sends `text` on `ws` and asserts that the server echoes it back. A ping or pong
+/// before the echo is passed over (tungstenite answers pings itself): a server's
+/// idle ping may come whenever the machine was slow enough for it.
 pub fn assert_echo(ws: &mut Client, text: &str) {
     ws.send(tungstenite::Message::text(text)).expect("send");
-    assert_eq!(
-        ws.read().expect("read the echo"),
-        tungstenite::Message::text(text),
-        "echo of {text:?}"
-    );
+    let reply = loop {
+        match ws.read().expect("read the echo") {
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+            other => break other,
+        }
+    };
+    assert_eq!(reply, tungstenite::Message::text(text), "echo of {text:?}");
 }
 
 /// Waits until the server's counters satisfy `f` and returns them; panics with the

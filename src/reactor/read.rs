@@ -55,13 +55,9 @@ impl<H: Handler> Reactor<H> {
             // event.
             let limit = Self::read_limit(self.config.max_backpressure, conn);
             if conn.phase == Phase::Open && self.output.queued(conn) > limit {
-                if !conn.has(flag::READ_PAUSED) {
-                    conn.set(flag::READ_PAUSED);
-                    self.output.stats.read_pauses += 1;
-                }
+                self.pause_reading(key);
                 break;
             }
-            conn.clear(flag::READ_PAUSED);
             // A read lands in the scratch buffer, or, for a connection holding a
             // partial message in a pooled or large buffer, straight in the spare
             // room of that buffer. A small exact-size hold (a slow peer's partial
@@ -76,12 +72,16 @@ impl<H: Handler> Reactor<H> {
                 match self.output.flush(owner, conn) {
                     Ok(Flushed::All) => {}
                     Ok(Flushed::Partly) => {
-                        conn.set(flag::READ_PAUSED);
+                        self.pause_reading(key);
                         break;
                     }
                     Err(_) => return self.peer_gone(key),
                 }
             }
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            conn.clear(flag::READ_PAUSED);
             let generation = conn.generation;
             let (result, asked, input) = if conn.input == NONE {
                 let mut scratch = std::mem::take(&mut self.scratch);
@@ -150,6 +150,17 @@ impl<H: Handler> Reactor<H> {
             }
         }
         self.finish_turn(key);
+    }
+
+    /// Stops reading `key` until its output drains (see `resume_reading`); counted
+    /// once per pause.
+    fn pause_reading(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key)
+            && !conn.has(flag::READ_PAUSED)
+        {
+            conn.set(flag::READ_PAUSED);
+            self.output.stats.read_pauses += 1;
+        }
     }
 
     /// Puts the input buffer back: the scratch buffer to the reactor, a held buffer

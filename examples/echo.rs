@@ -10,15 +10,17 @@
 //! `--features tls`: serve wss:// on `--addr` instead of ws://, or on `--tls-addr`
 //! beside ws:// on `--addr`). It prints `listening on ADDR` once ready,
 //! echoes text and binary messages exactly as received (through the default send:
-//! with deflate negotiated, replies over the threshold go out compressed), and shuts
-//! down gracefully on SIGINT or SIGTERM.
+//! with deflate negotiated, replies over the threshold go out compressed), never
+//! drops an echo (`BackpressurePolicy::Pause`: a client that sends faster than it
+//! reads is not read until it catches up), and shuts down gracefully on SIGINT or
+//! SIGTERM.
 
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wsreactor::{Compression, Config, Handler, Message, Server, Socket};
+use wsreactor::{BackpressurePolicy, Compression, Config, Handler, Message, Server, Socket};
 
 #[path = "shared/tls_flags.rs"]
 mod tls_flags;
@@ -31,6 +33,8 @@ impl Handler for Echo {
     type Session = ();
 
     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
+        // Under Pause an echo is sent or queued, never dropped; `Closed` means the
+        // client is closing, with no one left to answer.
         let _ = ws.send(message);
     }
 }
@@ -44,7 +48,11 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut addr = String::from("127.0.0.1:9001");
-    let mut config = Config::default();
+    // Pause is the default; said here because no echo may ever be dropped
+    // (tools outside the project rely on it).
+    let defaults = Config::default();
+    let limit = defaults.max_backpressure;
+    let mut config = defaults.with_backpressure(limit, BackpressurePolicy::Pause);
     let mut tls = Tls::default();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {

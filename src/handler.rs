@@ -56,7 +56,8 @@ impl fmt::Debug for ConnId {
 /// impl Handler for Echo {
 ///     type Session = ();
 ///     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
-///         ws.send(message);
+///         // Queued if need be, never dropped under the default policy.
+///         let _ = ws.send(message);
 ///     }
 /// }
 /// ```
@@ -299,8 +300,8 @@ impl<S> Socket<'_, S> {
     ///     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
     ///         // JPEG does not compress: do not spend CPU on it.
     ///         let jpeg: &[u8] = &[0xff, 0xd8, 0xff];
-    ///         ws.send_with(Message::Binary(jpeg), Compress::Never);
-    ///         ws.send_with(message, Compress::Always);
+    ///         let _ = ws.send_with(Message::Binary(jpeg), Compress::Never);
+    ///         let _ = ws.send_with(message, Compress::Always);
     ///     }
     /// }
     /// ```

@@ -17,7 +17,9 @@
 //! impl Handler for Echo {
 //!     type Session = ();
 //!     fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
-//!         ws.send(message);
+//!         // Never dropped under the default policy (BackpressurePolicy::Pause);
+//!         // `Closed` if the client is closing.
+//!         let _ = ws.send(message);
 //!     }
 //! }
 //!
@@ -136,10 +138,14 @@
 //!
 //! What a connection has not read waits in its queue, up to
 //! [`Config::max_backpressure`]; at the limit the [`BackpressurePolicy`] decides:
-//! refuse the new message (`Drop`, the default), close with 1008 (`Close`), or drop
-//! the oldest queued messages (`DropOldest`, for feeds whose newest message matters
-//! most). [`Socket::send`] reports each message's fate ([`SendStatus`]), and
-//! [`Handler::on_drain`] says when a queue that met backpressure has emptied.
+//! keep what the connection's own callbacks send and stop reading it until the
+//! peer catches up (`Pause`, the default: an echo or a request-response server
+//! never loses an answer, while sends from other threads and publications are
+//! refused at the limit), refuse the new message (`Drop`), close with 1008
+//! (`Close`), or drop the oldest queued messages (`DropOldest`, for feeds whose
+//! newest message matters most). [`Socket::send`] reports each message's fate
+//! ([`SendStatus`], `#[must_use]`), and [`Handler::on_drain`] says when a queue
+//! that met backpressure has emptied.
 //!
 //! ## Stopping, and the order of shutdown
 //!

@@ -41,8 +41,10 @@ use tagged::{EVERYBODY, HEADER, Source};
 
 /// The message of every panic the handler is told to make.
 const SCRIPTED_PANIC: &str = "scripted panic";
-/// A case's clients give up reading this long after it starts.
-const CASE_DEADLINE: Duration = Duration::from_secs(6);
+/// A case's clients give up reading this long after it starts: a hang guard (a
+/// case takes a second or so on an idle machine, and a verdict never depends on
+/// how much longer a busy one takes).
+const CASE_DEADLINE: Duration = server::PATIENCE;
 
 // ---- the handler ----------------------------------------------------------------
 
@@ -353,12 +355,16 @@ fn run_case(case: &Case) -> Vec<String> {
     reactor_panics().clear();
     let handler = Scripted::default();
     let log = handler.log.clone();
+    // No timeout may end a connection the script did not end: the handshake, the
+    // close (a client the server closed goes on with its script before it answers)
+    // and a paused reader's queue wait as long as the clients may.
     let config = Config::default()
         .with_reactors(2)
         .with_backpressure(case.limit, case.policy)
         .with_idle_timeout(None)
-        .with_handshake_timeout(Some(Duration::from_secs(2)))
-        .with_close_timeout(Duration::from_secs(5));
+        .with_handshake_timeout(Some(CASE_DEADLINE))
+        .with_close_timeout(CASE_DEADLINE)
+        .with_write_timeout(Some(CASE_DEADLINE));
     let server = server::start(config, handler);
     let addr = server.local_addr();
     let deadline = Instant::now() + CASE_DEADLINE;
@@ -374,12 +380,15 @@ fn run_case(case: &Case) -> Vec<String> {
         .map(|client| (client.join()).unwrap_or_else(|_| Err("the client thread panicked".into())))
         .collect();
     let sent = sender.join().expect("the sender thread");
-    let stopped = server::shutdown_within(server, Duration::from_secs(1), Duration::from_secs(5));
+    let stopped = server::shutdown_within(server, Duration::from_secs(1), server::PATIENCE);
 
     let mut violations: Vec<String> = reactor_panics().drain(..).collect();
     let reactors_alive = matches!(stopped, Some(Ok(())));
     if stopped.is_none() {
-        violations.push("the server did not shut down within 5 s: a reactor is stuck".into());
+        violations.push(format!(
+            "the server did not shut down within {:?}: a reactor is stuck",
+            server::PATIENCE
+        ));
     } else if !reactors_alive && violations.is_empty() {
         violations.push("a reactor thread died".into());
     }

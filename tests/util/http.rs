@@ -2,11 +2,9 @@
 //! response head and body.
 #![allow(dead_code)]
 
+use super::server::{PATIENCE, UPGRADE, raw, read_head, read_until_closed};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
-
-use super::server::{UPGRADE, raw, read_head, read_until_closed};
 
 /// A response head: the status and the headers (names lowercased).
 pub struct Head {
@@ -56,7 +54,7 @@ impl Head {
 /// after checking that the server closed the connection behind them.
 pub fn exchange(addr: SocketAddr, request: &str) -> (Head, Vec<u8>) {
     let mut s = raw(addr);
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
     s.write_all(request.as_bytes()).unwrap();
     let head = Head::parse(&read_head(&mut s));
     let body = read_until_closed(&mut s);
@@ -66,7 +64,7 @@ pub fn exchange(addr: SocketAddr, request: &str) -> (Head, Vec<u8>) {
 /// Sends `request` and reads only the response head, leaving the connection open.
 pub fn exchange_until_head(addr: SocketAddr, request: &str) -> (Head, TcpStream) {
     let mut s = raw(addr);
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
     s.write_all(request.as_bytes()).unwrap();
     (Head::parse(&read_head(&mut s)), s)
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tungstenite::protocol::{Role, WebSocket};
 use tungstenite::{Error as WsError, Message as WsMessage};
 
+use super::server::PATIENCE;
 use super::tagged::{self, Tagged};
 
 /// How the server's stream ended, as the reader saw it.
@@ -59,8 +60,10 @@ impl Peer {
     pub fn connect(addr: SocketAddr, path: &str, deadline: Instant) -> io::Result<Peer> {
         let mut stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+        // Hang guards: a busy machine may take long to answer the upgrade or to read
+        // a command, and that is no failure.
+        stream.set_read_timeout(Some(PATIENCE))?;
+        stream.set_write_timeout(Some(PATIENCE))?;
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"

@@ -6,9 +6,9 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
-
 use wsreactor::proto::handshake::accept_key;
+
+use super::server::PATIENCE;
 
 /// A scripted server; `join` waits for its script's result.
 pub struct Scripted<T> {
@@ -36,9 +36,7 @@ pub fn serve<T: Send + 'static>(
     let addr = listener.local_addr().expect("local addr");
     let thread = thread::spawn(move || {
         let (mut stream, _) = listener.accept().expect("accept");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
         let head = read_head(&mut stream);
         stream.write_all(&respond(&head)).expect("respond");
         script(stream)

@@ -5,6 +5,8 @@
 //! `Sender` on another thread, or as publications on a topic.
 //! `Config::send_buffer_size` keeps the kernel from holding stale bytes in front.
 //! With permessage-deflate, no message that later ones need to inflate is dropped.
+//! Every test here runs under `DropOldest` and checks `Stats::dropped` against what
+//! arrived.
 
 #[path = "util/deflate_client.rs"]
 mod deflate_client;
@@ -17,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deflate_client::{DeflateClient, Got};
-use server::{UPGRADE, read_frame, read_head, start, test_config, wait_for_stats};
+use server::{
+    PATIENCE, UPGRADE, read_frame, read_head, start, test_config, wait_for_stats, wait_until,
+};
 use wsreactor::compression::Compression;
 use wsreactor::{BackpressurePolicy, Config, ConnId, Handler, Message, QueueStatus, Socket};
 
@@ -70,10 +74,21 @@ fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Sends the flood from the callback when asked (`flood`), subscribes to `ticks`
-/// (`sub`), and reports each connection's id.
+/// (`sub`), and reports each connection's id and each ping it read.
 #[derive(Clone, Default)]
 struct Feed {
     ids: Arc<Mutex<Vec<ConnId>>>,
+    pings: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Feed {
+    /// Waits until the server has read the ping carrying `payload` (its pong is
+    /// then queued).
+    fn wait_for_ping(&self, payload: &[u8]) {
+        wait_until(PATIENCE, || {
+            self.pings.lock().unwrap().iter().any(|p| p == payload)
+        });
+    }
 }
 
 impl Handler for Feed {
@@ -102,6 +117,10 @@ impl Handler for Feed {
             _ => {}
         }
     }
+
+    fn on_ping(&mut self, _: &mut Socket<'_, ()>, payload: &[u8]) {
+        self.pings.lock().unwrap().push(payload.to_vec());
+    }
 }
 
 fn config() -> Config {
@@ -116,7 +135,7 @@ fn small_window_client(addr: SocketAddr) -> TcpStream {
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&addr.into()).unwrap();
     let mut s: TcpStream = socket.into();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
     s.write_all(UPGRADE.as_bytes()).unwrap();
     assert!(read_head(&mut s).starts_with("HTTP/1.1 101"));
     s
@@ -174,22 +193,27 @@ fn assert_newest_kept(got: &Received, server: &wsreactor::ServerHandle) {
     // buffers, not the several MiB Linux would grow the send buffer to.
     assert!(got.bytes < 2 * LIMIT, "{} bytes received", got.bytes);
     // Every message is received or counted as dropped.
-    let stats = wait_for_stats(server, Duration::from_secs(5), |s| {
+    let stats = wait_for_stats(server, PATIENCE, |s| {
         s.dropped + received >= u64::from(FLOOD)
     });
     assert_eq!(stats.dropped + received, u64::from(FLOOD), "{stats:?}");
     assert!(stats.open >= 1, "the connection stays open");
 }
 
+/// DropOldest, a flood from one callback: the newest messages arrive whole, every
+/// other one is counted in `Stats::dropped`, and a ping read after the flood is
+/// answered behind it.
 #[test]
 fn a_flood_from_a_callback_leaves_the_newest_whole_messages() {
-    let server = start(config(), Feed::default());
+    let feed = Feed::default();
+    let server = start(config(), feed.clone());
     let mut client = small_window_client(server.local_addr());
     client.write_all(&masked(0x2, b"flood")).unwrap();
-    // Stalled while the callback sends everything; then the pings come after.
-    wait_for_stats(&server, Duration::from_secs(10), |s| s.dropped > 0);
+    // Stalled while the callback sends everything; then the ping comes after, and
+    // is read (its pong queued behind the full queue) before the client reads.
+    wait_for_stats(&server, PATIENCE, |s| s.dropped > 0);
     client.write_all(&masked(0x9, b"are you there")).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    feed.wait_for_ping(b"are you there");
     let got = read_until_last(&mut client);
     assert_newest_kept(&got, &server);
     // The pong is queued behind the flood: it arrives once the reader catches up.
@@ -198,11 +222,13 @@ fn a_flood_from_a_callback_leaves_the_newest_whole_messages() {
 }
 
 /// Sends the flood from this thread, retrying while the reactor's command queue is
-/// full, pinging from the client halfway through; returns once the reactor has run
-/// every command: a probe connection gets a message sent after them (commands from
-/// one thread to one reactor run in order).
+/// full, pinging from the client halfway through (and going on once the server has
+/// read the ping, so that its pong is queued among the flood); returns once the
+/// reactor has run every command: a probe connection gets a message sent after them
+/// (commands from one thread to one reactor run in order).
 fn flood_from_another_thread(
     server: &wsreactor::ServerHandle,
+    feed: &Feed,
     probe: (ConnId, &mut TcpStream),
     client: &mut TcpStream,
     mut send: impl FnMut(&[u8]) -> QueueStatus,
@@ -210,6 +236,7 @@ fn flood_from_another_thread(
     for seq in 0..FLOOD {
         if seq == FLOOD / 2 {
             client.write_all(&masked(0x9, b"halfway")).unwrap();
+            feed.wait_for_ping(b"halfway");
         }
         let payload = tick(seq);
         loop {
@@ -226,20 +253,20 @@ fn flood_from_another_thread(
     assert_eq!(read_frame(stream).unwrap().1, b"done");
 }
 
+/// DropOldest, a flood of `Sender` sends: the newest messages arrive whole, every
+/// other one is counted in `Stats::dropped`, and the pong queued among them is kept.
 #[test]
 fn a_flood_from_a_sender_leaves_the_newest_whole_messages_and_the_pong() {
     let feed = Feed::default();
     let server = start(config(), feed.clone());
     let mut client = small_window_client(server.local_addr());
     let mut probe = server::raw_ws(server.local_addr());
-    server::wait_until(Duration::from_secs(5), || {
-        feed.ids.lock().unwrap().len() == 2
-    });
+    wait_until(PATIENCE, || feed.ids.lock().unwrap().len() == 2);
     let [id, probe_id] = feed.ids.lock().unwrap()[..] else {
         panic!("two connections");
     };
     let sender = server.sender();
-    flood_from_another_thread(&server, (probe_id, &mut probe), &mut client, |p| {
+    flood_from_another_thread(&server, &feed, (probe_id, &mut probe), &mut client, |p| {
         sender.send(id, Message::Binary(p))
     });
     let got = read_until_last(&mut client);
@@ -248,6 +275,8 @@ fn a_flood_from_a_sender_leaves_the_newest_whole_messages_and_the_pong() {
     assert_eq!(got.pongs, vec![b"halfway".to_vec()]);
 }
 
+/// DropOldest, a flood of publications: the newest messages arrive whole, every
+/// other one is counted in `Stats::dropped`, and the pong queued among them is kept.
 #[test]
 fn a_flood_of_publications_leaves_the_newest_whole_messages_and_the_pong() {
     let feed = Feed::default();
@@ -256,13 +285,12 @@ fn a_flood_of_publications_leaves_the_newest_whole_messages_and_the_pong() {
     client.write_all(&masked(0x2, b"sub")).unwrap();
     assert_eq!(read_frame(&mut client).unwrap().1, b"subscribed");
     let mut probe = server::raw_ws(server.local_addr());
-    server::wait_until(Duration::from_secs(5), || {
-        feed.ids.lock().unwrap().len() == 2
-    });
+    wait_until(PATIENCE, || feed.ids.lock().unwrap().len() == 2);
     let probe_id = feed.ids.lock().unwrap()[1];
     let sender = server.sender();
     flood_from_another_thread(
         &server,
+        &feed,
         (probe_id, &mut probe),
         &mut client,
         |p| match sender.publish("ticks", Message::Binary(p)) {
@@ -278,6 +306,8 @@ fn a_flood_of_publications_leaves_the_newest_whole_messages_and_the_pong() {
     assert_eq!(got.pongs, vec![b"halfway".to_vec()]);
 }
 
+/// DropOldest with a dedicated compressor: what arrives inflates, in order, and
+/// every message is received or counted in `Stats::dropped`.
 #[test]
 fn with_permessage_deflate_every_message_that_arrives_inflates_whole() {
     // Each connection's own compressor keeps its context: a message it compressed
@@ -288,7 +318,7 @@ fn with_permessage_deflate_every_message_that_arrives_inflates_whole() {
     assert!(client.deflate.is_some(), "negotiated");
     client.send(Message::Binary(b"quotes"), false);
     // The flood is one callback: once a drop is published, it is over.
-    let dropped = wait_for_stats(&server, Duration::from_secs(10), |s| s.dropped > 0).dropped;
+    let dropped = wait_for_stats(&server, PATIENCE, |s| s.dropped > 0).dropped;
     let (mut last, mut compressed) = (None, 0);
     for _ in 0..u64::from(FLOOD) - dropped {
         match client.recv() {
@@ -304,11 +334,8 @@ fn with_permessage_deflate_every_message_that_arrives_inflates_whole() {
         }
     }
     assert!(compressed > 1000, "{compressed} came compressed");
-    // Nothing more: every message was received or counted as dropped.
-    client
-        .stream
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    assert_eq!(client.recv(), Got::End, "silence");
+    // Nothing more: every message was received or counted as dropped. The pong to a
+    // ping sent now comes behind whatever the server still had queued.
+    assert_eq!(client.before_pong(b"anything more?"), Vec::new(), "silence");
     assert_eq!(server.stats().open, 1);
 }

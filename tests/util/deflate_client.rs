@@ -5,12 +5,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
 
 use wsreactor::proto::deflate::{ClientDeflate, Deflater, Inflater, PerMessageDeflate};
 use wsreactor::proto::frame::{FrameHeader, OpCode, RSV1, Role};
 use wsreactor::proto::handshake::{self, EMPTY_HEADER};
 use wsreactor::proto::{Connection, Decoded, Event, Limits, Message};
+
+use super::server::PATIENCE;
 
 /// What arrived.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,15 +34,15 @@ pub struct DeflateClient {
     inflater: Option<Inflater>,
     input: Vec<u8>,
     inflated: Vec<u8>,
+    /// The payload of the last pong received.
+    pong: Option<Vec<u8>>,
 }
 
 impl DeflateClient {
     /// Connects to `addr` offering `offer` (raw extension header text; `None`: no offer).
     pub fn connect(addr: SocketAddr, offer: Option<&str>) -> DeflateClient {
         let mut stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
         let key = handshake::encode_key([7; 16]);
         let mut request = Vec::new();
         let extra: Vec<(&str, &str)> = offer
@@ -88,6 +89,7 @@ impl DeflateClient {
             inflater: deflate.map(|d| Inflater::new(d.decompressor(Role::Client))),
             input,
             inflated: Vec::new(),
+            pong: None,
         }
     }
 
@@ -130,8 +132,38 @@ impl DeflateClient {
         out
     }
 
-    /// The next message, ping, close or the end.
+    /// The next message, ping, close or the end (pongs are passed over).
     pub fn recv(&mut self) -> Got {
+        loop {
+            if let Some(got) = self.next_event() {
+                return got;
+            }
+        }
+    }
+
+    /// Sends a ping carrying `payload` and returns what arrives before its pong:
+    /// the server queues the pong behind what it had queued already, so this is
+    /// everything the server had for us when it read the ping. A stream that ends
+    /// first ends the list with [`Got::End`].
+    pub fn before_pong(&mut self, payload: &[u8]) -> Vec<Got> {
+        self.pong = None;
+        self.send_raw(OpCode::Ping, true, 0, payload);
+        let mut before = Vec::new();
+        loop {
+            match self.next_event() {
+                None if self.pong.as_deref() == Some(payload) => return before,
+                None => {}
+                Some(Got::End) => {
+                    before.push(Got::End);
+                    return before;
+                }
+                Some(got) => before.push(got),
+            }
+        }
+    }
+
+    /// The next event: `None` for a pong (its payload kept in `self.pong`).
+    fn next_event(&mut self) -> Option<Got> {
         let limits = Limits::default();
         loop {
             let mut out = Vec::new();
@@ -143,21 +175,23 @@ impl DeflateClient {
                 Decoded::Event { consumed, event } => {
                     let got = match event {
                         Event::Message(m) => {
-                            Got::Message(m.as_bytes().to_vec(), m.is_text(), false)
+                            Some(Got::Message(m.as_bytes().to_vec(), m.is_text(), false))
                         }
                         Event::Compressed(c) => {
                             let inflater = self.inflater.as_mut().expect("negotiated");
                             match inflater.inflate(c.payload, c.text, 1 << 30, &mut self.inflated) {
-                                Ok(m) => Got::Message(m.as_bytes().to_vec(), m.is_text(), true),
+                                Ok(m) => {
+                                    Some(Got::Message(m.as_bytes().to_vec(), m.is_text(), true))
+                                }
                                 Err(e) => panic!("the server's compressed message: {e}"),
                             }
                         }
-                        Event::Ping(p) => Got::Ping(p.to_vec()),
-                        Event::Pong(_) => {
-                            self.input.drain(..consumed);
-                            continue;
+                        Event::Ping(p) => Some(Got::Ping(p.to_vec())),
+                        Event::Pong(p) => {
+                            self.pong = Some(p.to_vec());
+                            None
                         }
-                        Event::Close(f) => Got::Close(f.map(|f| f.code.0)),
+                        Event::Close(f) => Some(Got::Close(f.map(|f| f.code.0))),
                         Event::Error(e) => panic!("the server broke the protocol: {e}"),
                     };
                     self.input.drain(..consumed);
@@ -168,7 +202,7 @@ impl DeflateClient {
                     self.input = kept;
                     let mut chunk = [0u8; 65536];
                     match self.stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => return Got::End,
+                        Ok(0) | Err(_) => return Some(Got::End),
                         Ok(n) => self.input.extend_from_slice(&chunk[..n]),
                     }
                 }

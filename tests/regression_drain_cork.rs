@@ -6,7 +6,9 @@
 //!
 //! The shape: a handler whose `on_drain` streams chunks until `send` reports
 //! backpressure and then sends a short text, a client that reads that stream as fast
-//! as it can, and an echo client on the same (single) reactor that checks every echo.
+//! as it can, and an echo client on the same (single) reactor that checks every echo
+//! until the streaming connection has been through [`DRAINS`] drains, however long
+//! that takes.
 
 #[path = "util/server.rs"]
 mod server;
@@ -18,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use server::{raw_ws, read_frame, shutdown_within, start, test_config};
+use server::{PATIENCE, raw_ws, read_frame, shutdown_within, start, test_config};
 use wsreactor::{Handler, Message, SendStatus, Socket};
 
 /// Under 16 KiB, so chunks are corked and the cork is written as it passes 64 KiB.
@@ -26,10 +28,11 @@ const CHUNK: usize = 8 * 1024;
 const MARKER: &str = "marker from the streaming connection";
 /// How long the handler works after its last send in `on_drain`.
 const THINK: Duration = Duration::from_micros(200);
-/// How long the echo client keeps going when nothing goes wrong.
-const RUN_FOR: Duration = Duration::from_secs(2);
-/// How long an echo may take before the reactor counts as dead.
-const ECHO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Drains of the streaming connection the echo client waits through: each gives
+/// `on_drain` its second chance (a second of an idle run makes some hundreds).
+const DRAINS: usize = 200;
+/// How long an echo may take before the reactor counts as dead: a hang guard.
+const ECHO_TIMEOUT: Duration = PATIENCE;
 
 /// Streams to a connection that asked for it ("stream"), in every `on_drain`, until
 /// a send meets backpressure, then sends [`MARKER`]. Echoes everything else.
@@ -117,12 +120,14 @@ fn drain_fast(mut stream: TcpStream, stop: Arc<AtomicBool>) -> u64 {
     total
 }
 
-/// Echoes until [`RUN_FOR`] has passed. Returns the rounds done, or what went wrong.
-fn echo_rounds(mut echo: TcpStream) -> Result<usize, String> {
+/// Echoes until the streaming connection has been through [`DRAINS`] drains (or,
+/// should the stream stall, until [`PATIENCE`] has passed). Returns the rounds
+/// done, or what went wrong.
+fn echo_rounds(mut echo: TcpStream, drains: &AtomicUsize) -> Result<usize, String> {
     echo.set_read_timeout(Some(ECHO_TIMEOUT)).unwrap();
     let start = Instant::now();
     let mut round = 0;
-    while start.elapsed() < RUN_FOR {
+    while drains.load(SeqCst) < DRAINS && start.elapsed() < PATIENCE {
         let text = format!("echo {round}");
         echo.write_all(&client_text(&text))
             .map_err(|e| format!("round {round}: the echo connection failed: {e}"))?;
@@ -163,7 +168,7 @@ fn what_on_drain_sends_in_its_second_chance_never_reaches_another_connection() {
         let stream = streaming.try_clone().unwrap();
         thread::spawn(move || drain_fast(stream, stop))
     };
-    let outcome = echo_rounds(echo);
+    let outcome = echo_rounds(echo, &streamer.drains);
     stop.store(true, SeqCst);
     let streamed = reader.join().unwrap();
     let drains = streamer.drains.load(SeqCst);
@@ -175,9 +180,9 @@ fn what_on_drain_sends_in_its_second_chance_never_reaches_another_connection() {
     match outcome {
         Ok(rounds) => {
             assert!(
-                drains > 10,
-                "the stream hardly ran ({drains} drains, {streamed} bytes): the test tested \
-                 nothing"
+                drains >= DRAINS,
+                "the stream stalled ({drains} drains in {PATIENCE:?}, {streamed} bytes): the \
+                 test tested too little"
             );
             assert!(stopped.is_empty(), "{rounds} echoes were right{stopped}");
             eprintln!("{rounds} echoes right, {drains} drains, {streamed} bytes streamed");

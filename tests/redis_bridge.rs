@@ -7,10 +7,11 @@ mod redis_util;
 #[path = "util/server.rs"]
 mod server;
 
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
-use redis_util::RedisServer;
-use server::{Client, connect, wait_until};
+use redis_util::{RedisServer, quiet};
+use server::{Client, PATIENCE, connect, wait_until};
 use tungstenite::Message as T;
 use wsreactor::{
     BridgeState, BridgeStats, Config, Handler, Message, RedisConfig, Server, ServerHandle, Socket,
@@ -61,9 +62,7 @@ fn bridge(node: &ServerHandle) -> BridgeStats {
 }
 
 fn wait_connected(node: &ServerHandle) {
-    wait_until(Duration::from_secs(10), || {
-        bridge(node).state == BridgeState::Connected
-    });
+    wait_until(PATIENCE, || bridge(node).state == BridgeState::Connected);
 }
 
 fn subscribe(node: &ServerHandle, topic: &str) -> Client {
@@ -80,13 +79,6 @@ fn next(ws: &mut Client) -> T {
             other => return other,
         }
     }
-}
-
-/// Nothing arrives for 300 ms.
-fn quiet(ws: &mut Client) {
-    redis_util::set_timeout(ws, Duration::from_millis(300));
-    assert!(ws.read().is_err(), "expected nothing");
-    redis_util::set_timeout(ws, Duration::from_secs(20));
 }
 
 #[test]
@@ -115,7 +107,7 @@ fn sender_publish_crosses_nodes_and_the_counters_account_for_every_message() {
     // A topic nobody subscribes to still goes to Redis: another node may have
     // subscribers the moment it arrives.
     a.sender().publish("nobody", Message::Text("x"));
-    wait_until(Duration::from_secs(5), || {
+    wait_until(PATIENCE, || {
         bridge(&a).sent == 52 && bridge(&a).own == 51 && bridge(&b).received == 51
     });
     let (sa, sb) = (bridge(&a), bridge(&b));
@@ -203,16 +195,23 @@ fn a_stalled_redis_fills_the_queue_publications_are_dropped_never_waited_for() {
     let mut local = subscribe(&a, "t");
     redis.signal("STOP");
     let payload = "x".repeat(100);
-    let started = Instant::now();
-    for _ in 0..2000 {
-        a.sender().publish("t", Message::Text(&payload));
-    }
-    let took = started.elapsed();
-    // Waiting on Redis would take its command timeout (2 s) at least.
-    assert!(
-        took < Duration::from_secs(1),
-        "2,000 publishes took {took:?}"
-    );
+    // Redis stays stopped until every publish has returned: one that waited on
+    // Redis would hold this thread until the bridge gave up the connection (its
+    // command timeout, 2 s, each time), 2,000 of them far past the hang guard.
+    let (done, published) = mpsc::channel();
+    let publisher = {
+        let (sender, payload) = (a.sender(), payload.clone());
+        std::thread::spawn(move || {
+            for _ in 0..2000 {
+                sender.publish("t", Message::Text(&payload));
+            }
+            let _ = done.send(());
+        })
+    };
+    published
+        .recv_timeout(PATIENCE)
+        .expect("2,000 publishes returned while Redis was stopped");
+    publisher.join().unwrap();
     // Local delivery does not depend on Redis.
     for _ in 0..2000 {
         assert_eq!(next(&mut local), T::text(payload.as_str()));
@@ -224,7 +223,7 @@ fn a_stalled_redis_fills_the_queue_publications_are_dropped_never_waited_for() {
     );
     redis.signal("CONT");
     // Every publication is sent or dropped, none is kept forever.
-    wait_until(Duration::from_secs(10), || {
+    wait_until(PATIENCE, || {
         let s = bridge(&a);
         s.sent + s.dropped == 2000 && s.state == BridgeState::Connected
     });
@@ -254,7 +253,7 @@ fn redis_away_at_start_local_pubsub_works_and_the_bridge_connects_when_it_comes(
     redis.wait_numsub("wsreactor:t", 1);
     publisher.send(T::text("pub t together")).unwrap();
     assert_eq!(next(&mut ws), T::text("together"));
-    wait_until(Duration::from_secs(5), || bridge(&a).own == 1);
+    wait_until(PATIENCE, || bridge(&a).own == 1);
     quiet(&mut ws);
     assert_eq!(
         bridge(&a).reconnects,

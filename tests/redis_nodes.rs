@@ -4,13 +4,25 @@
 
 #[path = "util/redis.rs"]
 mod redis_util;
+#[path = "util/server.rs"]
+mod server;
 
-use std::time::Duration;
-
-use redis_util::{Node, RedisServer, command, line, quiet, say};
+use redis_util::{Client, Node, RedisServer, command, line, quiet, say};
+use server::PATIENCE;
 
 /// Both nodes print this once both their connections to Redis are up.
 const CONNECTED: &str = "redis: connected";
+
+/// Returns once the bridge of `ws`'s node has sent Redis every subscription change
+/// noted before the call: a probe topic subscribed, seen in Redis, then left, and
+/// seen gone (one connection sends the changes in order, and the probe's leaving is
+/// noted only after its joining was taken, so after every earlier change).
+fn bridge_caught_up(redis: &RedisServer, ws: &mut Client) {
+    command(ws, "sub caught-up-probe");
+    redis.wait_numsub("wsreactor:caught-up-probe", 1);
+    command(ws, "unsub caught-up-probe");
+    redis.wait_numsub("wsreactor:caught-up-probe", 0);
+}
 
 #[test]
 fn a_publish_on_one_node_reaches_the_other_in_order_exactly_once() {
@@ -72,11 +84,12 @@ fn the_last_local_unsubscribe_unsubscribes_the_node() {
     command(&mut on_a, "sub news");
     redis.wait_numsub("wsreactor:news", 2);
 
-    // All but the last of B's subscribers leave: B stays subscribed.
+    // All but the last of B's subscribers leave: B stays subscribed, now that its
+    // bridge has been through every change those made.
     for ws in &mut on_b[1..] {
         command(ws, "unsub news");
     }
-    std::thread::sleep(Duration::from_millis(200));
+    bridge_caught_up(&redis, &mut on_b[1]);
     assert_eq!(redis.numsub("wsreactor:news"), 2);
     say(&mut on_a, "pub news still here");
     assert_eq!(line(&mut on_b[0]), "news still here");
@@ -111,8 +124,8 @@ fn redis_killed_and_restarted_local_pubsub_goes_on_and_cross_node_resumes() {
     assert_eq!(line(&mut on_b), "t before");
 
     redis.kill();
-    a.wait_line("redis: reconnecting", Duration::from_secs(5));
-    b.wait_line("redis: reconnecting", Duration::from_secs(5));
+    a.wait_line("redis: reconnecting", PATIENCE);
+    b.wait_line("redis: reconnecting", PATIENCE);
     // Each node keeps serving its own subscribers; nothing crosses.
     say(&mut publisher, "pub t during");
     assert_eq!(line(&mut on_a), "t during");
@@ -125,8 +138,8 @@ fn redis_killed_and_restarted_local_pubsub_goes_on_and_cross_node_resumes() {
     command(&mut late, "sub late");
 
     redis.restart();
-    let took_a = a.wait_line(CONNECTED, Duration::from_secs(5));
-    let took_b = b.wait_line(CONNECTED, Duration::from_secs(5));
+    let took_a = a.wait_line(CONNECTED, PATIENCE);
+    let took_b = b.wait_line(CONNECTED, PATIENCE);
     eprintln!("reconnected {took_a:?} and {took_b:?} after Redis was back");
     redis.wait_numsub("wsreactor:t", 2);
     redis.wait_numsub("wsreactor:late", 1);
@@ -170,7 +183,7 @@ fn nodes_under_other_prefixes_do_not_hear_each_other() {
     let redis = RedisServer::start();
     let a = Node::connected(&redis.url(), "a");
     let other = Node::start_with(&redis.url(), "other", &["--redis-prefix", "other:"]);
-    other.wait_line(CONNECTED, Duration::from_secs(10));
+    other.wait_line(CONNECTED, PATIENCE);
     let (mut on_a, mut on_other) = (a.client(), other.client());
     command(&mut on_a, "sub t");
     command(&mut on_other, "sub t");

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use tungstenite::Message as T;
 
+use super::server::PATIENCE;
+
 /// A redis-server child process on 127.0.0.1.
 pub struct RedisServer {
     child: Option<Child>,
@@ -82,7 +84,7 @@ impl RedisServer {
                 return;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(10),
+                started.elapsed() < PATIENCE,
                 "redis-server did not answer on port {}",
                 self.port
             );
@@ -113,13 +115,13 @@ impl RedisServer {
     }
 
     fn try_client(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(1))
+        redis::Client::open(self.url())?.get_connection_with_timeout(PATIENCE)
     }
 
     /// A plain connection, for PUBSUB and PUBLISH from the test.
     pub fn client(&self) -> redis::Connection {
         let con = self.try_client().expect("redis answers");
-        con.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        con.set_read_timeout(Some(PATIENCE)).unwrap();
         con
     }
 
@@ -152,7 +154,7 @@ impl RedisServer {
                 return;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(5),
+                started.elapsed() < PATIENCE,
                 "{channel}: {now} subscribers in Redis, not {n}"
             );
             std::thread::sleep(Duration::from_millis(10));
@@ -214,7 +216,7 @@ impl Node {
             }
         });
         let first = lines
-            .recv_timeout(Duration::from_secs(10))
+            .recv_timeout(PATIENCE)
             .expect("the node prints its address");
         let addr = first
             .strip_prefix("listening on ")
@@ -227,6 +229,7 @@ impl Node {
     }
 
     /// Waits for a stdout line equal to `want`, skipping others; how long it took.
+    /// `timeout` is a hang guard ([`PATIENCE`] unless a test has a reason).
     pub fn wait_line(&self, want: &str, timeout: Duration) -> Duration {
         let started = Instant::now();
         loop {
@@ -242,14 +245,14 @@ impl Node {
     /// Starts a node and waits until its bridge is connected.
     pub fn connected(redis: &str, name: &str) -> Node {
         let node = Node::start(redis, name);
-        node.wait_line("redis: connected", Duration::from_secs(10));
+        node.wait_line("redis: connected", PATIENCE);
         node
     }
 
-    /// A client of this node.
+    /// A client of this node (reads time out after [`PATIENCE`]).
     pub fn client(&self) -> Client {
         let (ws, _) = tungstenite::connect(format!("ws://{}/", self.addr)).expect("connects");
-        set_timeout(&ws, Duration::from_secs(5));
+        set_timeout(&ws, PATIENCE);
         ws
     }
 
@@ -299,7 +302,8 @@ pub fn line(ws: &mut Client) -> String {
     }
 }
 
-/// Nothing arrives for 300 ms.
+/// Nothing arrives for 300 ms. A check for silence, which a busy machine cannot
+/// fail (it can only make a late message go unseen).
 pub fn quiet(ws: &mut Client) {
     set_timeout(ws, Duration::from_millis(300));
     match ws.read() {
@@ -310,5 +314,5 @@ pub fn quiet(ws: &mut Client) {
             ) => {}
         other => panic!("expected nothing, got {other:?}"),
     }
-    set_timeout(ws, Duration::from_secs(5));
+    set_timeout(ws, PATIENCE);
 }

@@ -4,6 +4,8 @@
 
 #[path = "util/example.rs"]
 mod example;
+#[path = "util/server.rs"]
+mod server;
 
 use example::{connect, quiet, start};
 use tungstenite::Message as T;

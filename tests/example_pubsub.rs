@@ -3,6 +3,8 @@
 
 #[path = "util/example.rs"]
 mod example;
+#[path = "util/server.rs"]
+mod server;
 
 use example::{connect, line, quiet, start};
 use tungstenite::Message as T;

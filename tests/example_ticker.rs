@@ -5,11 +5,14 @@
 
 #[path = "util/example.rs"]
 mod example;
+#[path = "util/server.rs"]
+mod server;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 
 use example::{Example, connect, line, start_with};
+use server::PATIENCE;
 
 /// The ticker, ticking every 5 ms.
 fn ticker() -> Example {
@@ -57,8 +60,7 @@ fn a_client_gets_the_ticks_of_its_symbols_only_in_order() {
 /// Sends a raw request and returns everything the server answers before closing.
 fn raw_request(server: &Example, request: &str) -> String {
     let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
     s.write_all(request.as_bytes()).unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();

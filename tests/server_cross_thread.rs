@@ -5,9 +5,8 @@
 mod server;
 
 use std::sync::mpsc;
-use std::time::Duration;
 
-use server::{Register, start, test_config, wait_until, ws_client};
+use server::{PATIENCE, Register, start, test_config, wait_until, ws_client};
 use wsreactor::client::{Client, Incoming};
 use wsreactor::{CloseCode, ConnId, Message};
 
@@ -19,7 +18,7 @@ fn setup() -> (wsreactor::ServerHandle, mpsc::Receiver<ConnId>) {
 
 fn open(server: &wsreactor::ServerHandle, ids: &mpsc::Receiver<ConnId>) -> (Client, ConnId) {
     let client = ws_client(server.local_addr(), "/");
-    let id = ids.recv_timeout(Duration::from_secs(5)).unwrap();
+    let id = ids.recv_timeout(PATIENCE).unwrap();
     (client, id)
 }
 
@@ -66,7 +65,7 @@ fn a_stale_id_reaches_nobody_even_when_its_slot_is_reused() {
     let (mut b, id_b) = open(&server, &ids);
     b.close(CloseCode::NORMAL, "").unwrap();
     assert!(matches!(b.recv().unwrap(), Incoming::Close(_)));
-    wait_until(Duration::from_secs(5), || server.stats().open == 1);
+    wait_until(PATIENCE, || server.stats().open == 1);
     // The slab hands B's slot to the next connection.
     let (mut d, id_d) = open(&server, &ids);
     assert_eq!(id_d.reactor(), id_b.reactor());
@@ -90,7 +89,5 @@ fn a_server_side_close_from_another_thread_closes_with_its_code() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    wait_until(Duration::from_secs(5), || {
-        server.stats().closed_with(4000) == 1
-    });
+    wait_until(PATIENCE, || server.stats().closed_with(4000) == 1);
 }

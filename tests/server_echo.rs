@@ -97,7 +97,7 @@ fn a_client_close_is_answered_and_reported() {
         other => panic!("unexpected {other:?}"),
     }
     assert!(matches!(ws.recv(), Err(Error::Closed)));
-    server::wait_until(std::time::Duration::from_secs(5), || {
+    server::wait_until(server::PATIENCE, || {
         server.stats().closed_with(1000) == 1 && server.stats().open == 0
     });
 }

@@ -5,6 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::server::PATIENCE;
+
 pub type Client = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
 
 /// An example server; killed when dropped.
@@ -70,10 +72,11 @@ pub fn start_with(name: &str, flags: &[&str]) -> Example {
     Example { child, addr }
 }
 
-/// A tungstenite client of `example` at `path`, with a 5 s read timeout.
+/// A tungstenite client of `example` at `path`, whose reads time out after
+/// [`PATIENCE`] (a hang guard).
 pub fn connect(example: &Example, path: &str) -> Client {
     let (ws, _) = tungstenite::connect(format!("ws://{}{path}", example.addr)).unwrap();
-    set_timeout(&ws, Duration::from_secs(5));
+    set_timeout(&ws, PATIENCE);
     ws
 }
 
@@ -94,7 +97,8 @@ pub fn line(ws: &mut Client) -> String {
     }
 }
 
-/// Nothing arrives for 300 ms.
+/// Nothing arrives for 300 ms. A check for silence, which a busy machine cannot
+/// fail (it can only make a late message go unseen).
 pub fn quiet(ws: &mut Client) {
     set_timeout(ws, Duration::from_millis(300));
     match ws.read() {
@@ -105,5 +109,5 @@ pub fn quiet(ws: &mut Client) {
             ) => {}
         other => panic!("expected silence, got {other:?}"),
     }
-    set_timeout(ws, Duration::from_secs(5));
+    set_timeout(ws, PATIENCE);
 }

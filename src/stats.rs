@@ -18,6 +18,7 @@ pub(crate) struct LocalStats {
     pub(crate) dropped: u64,
     pub(crate) write_timeouts: u64,
     pub(crate) read_pauses: u64,
+    pub(crate) tls_idle_records: u64,
     pub(crate) turns: u64,
     pub(crate) compressed_out: u64,
     pub(crate) compressors: u64,
@@ -44,6 +45,7 @@ pub(crate) struct SharedStats {
     dropped: AtomicU64,
     write_timeouts: AtomicU64,
     read_pauses: AtomicU64,
+    tls_idle_records: AtomicU64,
     turns: AtomicU64,
     compressed_out: AtomicU64,
     compressors: AtomicU64,
@@ -63,6 +65,7 @@ impl SharedStats {
         self.dropped.store(local.dropped, Relaxed);
         self.write_timeouts.store(local.write_timeouts, Relaxed);
         self.read_pauses.store(local.read_pauses, Relaxed);
+        self.tls_idle_records.store(local.tls_idle_records, Relaxed);
         self.turns.store(local.turns, Relaxed);
         self.compressed_out.store(local.compressed_out, Relaxed);
         self.compressors.store(local.compressors, Relaxed);
@@ -83,6 +86,7 @@ impl SharedStats {
             dropped: self.dropped.load(Relaxed),
             write_timeouts: self.write_timeouts.load(Relaxed),
             read_pauses: self.read_pauses.load(Relaxed),
+            tls_idle_records: self.tls_idle_records.load(Relaxed),
             loop_turns: self.turns.load(Relaxed),
             compressed_out: self.compressed_out.load(Relaxed),
             compressors: self.compressors.load(Relaxed),
@@ -125,6 +129,10 @@ pub struct Stats {
     /// the queue is down to half the limit). A paused peer is pushed back by TCP
     /// flow control; nothing it sent is lost.
     pub read_pauses: u64,
+    /// wss connections dropped for sending TLS records without application data
+    /// past the allowance: 64 KiB of them in a row once the handshake is done
+    /// (empty records, key updates: a reactor's work that carries no message).
+    pub tls_idle_records: u64,
     /// Event-loop turns: a busy reactor makes one per batch of events, an idle one
     /// about one per timer tick. A figure that grows by millions a second on an idle
     /// server means the loop spins.
@@ -169,6 +177,7 @@ impl Stats {
             total.dropped += s.dropped;
             total.write_timeouts += s.write_timeouts;
             total.read_pauses += s.read_pauses;
+            total.tls_idle_records += s.tls_idle_records;
             total.loop_turns += s.loop_turns;
             total.compressed_out += s.compressed_out;
             total.compressors += s.compressors;

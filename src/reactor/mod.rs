@@ -254,6 +254,7 @@ impl<H: Handler> Reactor<H> {
             self.flush_batched();
             self.timers();
             self.settle();
+            self.output.stats.tls_idle_records = self.output.tls.idle_dropped;
             self.shared
                 .stats
                 .publish(&self.output.stats, self.conns.len());

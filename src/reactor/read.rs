@@ -83,38 +83,53 @@ impl<H: Handler> Reactor<H> {
             };
             conn.clear(flag::READ_PAUSED);
             let generation = conn.generation;
-            let (result, asked, input) = if conn.input == NONE {
+            // A TLS read is budgeted in bytes off the wire, not in plaintext: records
+            // that decrypt to nothing cost work too.
+            let wire_budget = budget;
+            let (result, asked, wire, input) = if conn.input == NONE {
                 let mut scratch = std::mem::take(&mut self.scratch);
-                let (result, asked) = if tls {
+                let (result, asked, wire) = if tls {
                     let sessions = &mut self.output.tls;
-                    sessions.read(key, generation, &mut conn.stream, &mut scratch)
+                    let r =
+                        sessions.read(key, generation, &mut conn.stream, &mut scratch, wire_budget);
+                    (r.result, r.asked, r.wire)
                 } else {
-                    (read(&mut conn.stream, &mut scratch), scratch.len())
+                    let result = read(&mut conn.stream, &mut scratch);
+                    let wire = *result.as_ref().unwrap_or(&0);
+                    (result, scratch.len(), wire)
                 };
                 let n = *result.as_ref().unwrap_or(&0);
-                (result, asked, Input::Scratch(scratch, n))
+                (result, asked, wire, Input::Scratch(scratch, n))
             } else {
                 let mut held = std::mem::take(&mut self.inputs[conn.input as usize]);
                 if !tls && held.capacity() >= DIRECT_READ {
                     let (result, asked) =
                         read_retrying(|| held.read_from(&conn.stream, DIRECT_READ));
-                    (result, asked, Input::Held(held))
+                    let wire = *result.as_ref().unwrap_or(&0);
+                    (result, asked, wire, Input::Held(held))
                 } else {
                     // A TLS read lands in the scratch buffer: rustls decrypts into
                     // its own, so reading into the held buffer saves no copy.
-                    let (result, asked) = if tls {
+                    let (result, asked, wire) = if tls {
                         let sessions = &mut self.output.tls;
-                        sessions.read(key, generation, &mut conn.stream, &mut self.scratch)
+                        let r = sessions.read(
+                            key,
+                            generation,
+                            &mut conn.stream,
+                            &mut self.scratch,
+                            wire_budget,
+                        );
+                        (r.result, r.asked, r.wire)
                     } else {
-                        (
-                            read(&mut conn.stream, &mut self.scratch),
-                            self.scratch.len(),
-                        )
+                        let result = read(&mut conn.stream, &mut self.scratch);
+                        let wire = *result.as_ref().unwrap_or(&0);
+                        (result, self.scratch.len(), wire)
                     };
                     held.append(&self.scratch[..*result.as_ref().unwrap_or(&0)]);
-                    (result, asked, Input::Held(held))
+                    (result, asked, wire, Input::Held(held))
                 }
             };
+            budget = budget.saturating_sub(wire);
             match result {
                 Ok(0) => {
                     // The peer half-closed: what was answered in this turn still goes
@@ -129,7 +144,6 @@ impl<H: Handler> Reactor<H> {
                     if self.conns.get(key).is_none() {
                         return;
                     }
-                    budget = budget.saturating_sub(n);
                     if n < asked && drained_on_short_read {
                         break; // the socket is drained: the next byte raises a new edge
                     }
@@ -140,6 +154,12 @@ impl<H: Handler> Reactor<H> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.restore(key, input, None);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    // TLS records without plaintext spent the budget: more may wait.
+                    self.restore(key, input, None);
+                    self.deferred.push(key);
                     break;
                 }
                 Err(_) => {

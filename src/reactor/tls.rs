@@ -56,11 +56,25 @@ struct Session {
     /// Records made and not yet taken by the kernel (at most what one write made,
     /// plus rustls' own: handshake flights, alerts, key updates).
     outgoing: Vec<u8>,
+    /// Bytes of records received since the last plaintext, once the handshake is
+    /// done (see [`IDLE_RECORDS`]).
+    idle_wire: u32,
     /// The peer's stream ended (close_notify, or a TCP close without it).
     ended: bool,
     /// close_notify is made.
     notified: bool,
 }
+
+/// How many bytes of records without application data a connection may send in
+/// a row once its handshake is done: 64 KiB, some 2,500 empty records or key
+/// updates, where a client has reason for a few (a key update now and then,
+/// close_notify). Records that decrypt to nothing cost the reactor work and give
+/// the read budget nothing to count, and rustls' own limits on empty records and
+/// key updates reset each other ("31 empty records, then a key update", repeated,
+/// is accepted forever), so past this the connection is dropped and counted
+/// ([`Stats::tls_idle_records`](crate::Stats::tls_idle_records)).
+#[cfg(feature = "tls")]
+pub(crate) const IDLE_RECORDS: u32 = 64 * 1024;
 
 /// The reactor's shared TLS buffer: reads land in it and records are made in it.
 /// Large enough for a handshake message at rustls' limit (64 KiB) and a read.
@@ -95,6 +109,23 @@ pub(crate) struct Sessions {
     /// one to two of these after its last record (crate::tls's `keys` module).
     #[cfg(feature = "tls")]
     key_release: std::time::Duration,
+    /// Connections dropped for records without application data past
+    /// [`IDLE_RECORDS`].
+    pub(crate) idle_dropped: u64,
+}
+
+/// What one TLS read did.
+pub(crate) struct TlsRead {
+    /// Plaintext written into the buffer (`Ok(0)`: the end of the stream), or the
+    /// error: `WouldBlock` when the socket is drained and nothing came of it,
+    /// `Interrupted` when the wire budget ran out before any plaintext did (more
+    /// may wait: read again in a later turn), `InvalidData` for a TLS error (its
+    /// alert is sent, best effort) or records past [`IDLE_RECORDS`].
+    pub(crate) result: io::Result<usize>,
+    /// As for a plain read: a read that drained the socket stays under this.
+    pub(crate) asked: usize,
+    /// Bytes taken from the socket: what the read budget counts.
+    pub(crate) wire: usize,
 }
 
 /// What a connection's bytes are written to: its socket, or its TLS session.
@@ -130,6 +161,7 @@ impl Sessions {
             generation,
             incoming: Vec::new(),
             outgoing: Vec::new(),
+            idle_wire: 0,
             ended: false,
             notified: false,
         };
@@ -156,32 +188,49 @@ impl Sessions {
         self.map.remove(&(key as u32));
     }
 
-    /// Reads plaintext into `buf`. Returns the result and how much a read that
-    /// drained the socket stays under: `buf.len()`, or the count itself when more
-    /// may wait (the socket was not drained, or the end of the stream is next and
-    /// raises no edge of its own). `Ok(0)` is the end of the stream: the peer's
-    /// close_notify, or a TCP close without one. A TLS error answers with its alert
-    /// (best effort) and is `InvalidData`. `buf` must hold a whole record's
-    /// plaintext (16 KiB; the reactor's scratch buffer is 64 KiB).
+    /// Reads plaintext into `buf`, taking at most about `wire_budget` bytes from the
+    /// socket (one read past it at most) while no plaintext comes: see [`TlsRead`].
+    /// `asked` is how much a read that drained the socket stays under: `buf.len()`,
+    /// or the count itself when more may wait (the socket was not drained, or the
+    /// end of the stream is next and raises no edge of its own). `Ok(0)` is the end
+    /// of the stream: the peer's close_notify, or a TCP close without one. `buf`
+    /// must hold a whole record's plaintext (16 KiB; the reactor's scratch buffer is
+    /// 64 KiB).
     pub(crate) fn read(
         &mut self,
         key: usize,
         generation: u32,
         stream: &mut TcpStream,
         buf: &mut [u8],
-    ) -> (io::Result<usize>, usize) {
+        wire_budget: usize,
+    ) -> TlsRead {
         let Some(session) = self
             .map
             .get_mut(&(key as u32))
             .filter(|s| s.generation == generation)
         else {
-            return (Err(io::ErrorKind::NotConnected.into()), buf.len());
+            return TlsRead {
+                result: Err(io::ErrorKind::NotConnected.into()),
+                asked: buf.len(),
+                wire: 0,
+            };
         };
         let cipher = &mut self.cipher;
         let mut filled = 0;
+        let mut wire = 0;
+        let done = |result, asked, wire| TlsRead {
+            result,
+            asked,
+            wire,
+        };
         loop {
             if session.ended {
-                return (Ok(filled), filled);
+                return done(Ok(filled), filled, wire);
+            }
+            if filled == 0 && wire >= wire_budget {
+                // Records that made no plaintext, as much as the budget allows:
+                // the reactor serves the others before it reads more.
+                return done(Err(io::ErrorKind::Interrupted.into()), buf.len(), wire);
             }
             // What is held goes first, the socket's bytes after it. Plaintext is
             // never longer than its records, so reading no more than `buf` has room
@@ -191,7 +240,8 @@ impl Sessions {
             let held = session.incoming.len();
             cipher[..held].copy_from_slice(&session.incoming);
             let room = buf.len() - filled;
-            let room = if session.tls.is_handshaking() {
+            let handshaking = session.tls.is_handshaking();
+            let room = if handshaking {
                 room
             } else {
                 room.saturating_sub(held)
@@ -199,10 +249,10 @@ impl Sessions {
             let asked = room.min(CIPHER - held);
             if asked == 0 {
                 if filled > 0 {
-                    return (Ok(filled), filled);
+                    return done(Ok(filled), filled, wire);
                 }
                 // A handshake message past rustls' own limit: it refuses it first.
-                return (Err(io::ErrorKind::InvalidData.into()), 0);
+                return done(Err(io::ErrorKind::InvalidData.into()), 0, wire);
             }
             let n = match stream.read(&mut cipher[held..held + asked]) {
                 Ok(0) => {
@@ -213,13 +263,14 @@ impl Sessions {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     return if filled > 0 {
-                        (Ok(filled), buf.len())
+                        done(Ok(filled), buf.len(), wire)
                     } else {
-                        (Err(e), buf.len())
+                        done(Err(e), buf.len(), wire)
                     };
                 }
-                Err(e) => return (Err(e), buf.len()),
+                Err(e) => return done(Err(e), buf.len(), wire),
             };
+            wire += n;
             let end = held + n;
             let result = records(
                 &mut session.tls,
@@ -228,31 +279,45 @@ impl Sessions {
                 &mut session.outgoing,
             );
             match result {
-                Ok(done) => {
-                    keep(&mut session.incoming, &cipher[done.consumed..end]);
-                    filled += done.plain;
-                    session.ended |= done.closed;
+                Ok(records) => {
+                    keep(&mut session.incoming, &cipher[records.consumed..end]);
+                    filled += records.plain;
+                    session.ended |= records.closed;
+                    if records.plain > 0 || handshaking {
+                        session.idle_wire = 0;
+                    } else {
+                        session.idle_wire = session.idle_wire.saturating_add(n as u32);
+                    }
                 }
                 Err(Failed { consumed, error }) => {
                     let rest = &mut cipher[consumed.min(end)..end];
                     alert(&mut session.tls, rest, &mut session.outgoing);
                     let _ = write_out(&mut session.outgoing, stream);
-                    return (Err(io::Error::new(io::ErrorKind::InvalidData, error)), 0);
+                    let error = io::Error::new(io::ErrorKind::InvalidData, error);
+                    return done(Err(error), 0, wire);
                 }
             }
+            if session.idle_wire > IDLE_RECORDS {
+                self.idle_dropped += 1;
+                let error = io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "TLS records without application data past the allowance",
+                );
+                return done(Err(error), 0, wire);
+            }
             if session.ended {
-                return (Ok(filled), filled);
+                return done(Ok(filled), filled, wire);
             }
             if n < asked {
                 // A short read: the socket is drained.
                 return if filled > 0 {
-                    (Ok(filled), buf.len())
+                    done(Ok(filled), buf.len(), wire)
                 } else {
-                    (Err(io::ErrorKind::WouldBlock.into()), buf.len())
+                    done(Err(io::ErrorKind::WouldBlock.into()), buf.len(), wire)
                 };
             }
             if filled > 0 {
-                return (Ok(filled), filled);
+                return done(Ok(filled), filled, wire);
             }
         }
     }
@@ -679,8 +744,13 @@ impl Sessions {
         _: u32,
         _: &mut TcpStream,
         buf: &mut [u8],
-    ) -> (io::Result<usize>, usize) {
-        (Err(io::ErrorKind::Unsupported.into()), buf.len())
+        _: usize,
+    ) -> TlsRead {
+        TlsRead {
+            result: Err(io::ErrorKind::Unsupported.into()),
+            asked: buf.len(),
+            wire: 0,
+        }
     }
 
     pub(crate) fn sealed(&self, _: usize) -> bool {
@@ -746,9 +816,12 @@ impl FuzzSession {
         })
     }
 
-    /// A reactor's read: plaintext into `buf` (at least 16 KiB), `Ok(0)` at the end.
-    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sessions.read(0, 1, &mut self.stream, buf).0
+    /// A reactor's read: plaintext into `buf` (at least 16 KiB), `Ok(0)` at the end,
+    /// `Interrupted` when `wire_budget` bytes of records made no plaintext.
+    pub fn read(&mut self, buf: &mut [u8], wire_budget: usize) -> io::Result<usize> {
+        self.sessions
+            .read(0, 1, &mut self.stream, buf, wire_budget)
+            .result
     }
 
     /// Writes waiting records; `Ok(true)` when none are left.

@@ -1,6 +1,6 @@
 //! Server configuration: limits, timeouts, backpressure. Every default says why.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::compression::Compression;
 use crate::proto::Limits;
@@ -344,6 +344,30 @@ impl Config {
     }
 }
 
+/// `now + after`, saturating: a duration too long to add (`Duration::MAX`, the
+/// natural "never") gives an instant a century away instead of a panic. Every
+/// configured duration that becomes a deadline goes through here.
+pub(crate) fn deadline(now: Instant, after: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(after)
+        .or_else(|| now.checked_add(CENTURY))
+        // An instant a century away cannot be represented: the latest one can.
+        .unwrap_or_else(|| latest(now))
+}
+
+/// The latest instant after `now` that can be represented, found by halving.
+fn latest(now: Instant) -> Instant {
+    let mut at = now;
+    let mut step = Duration::from_secs(u64::MAX / 2);
+    while step > Duration::ZERO {
+        if let Some(later) = at.checked_add(step) {
+            at = later;
+        }
+        step /= 2;
+    }
+    at
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +398,18 @@ mod tests {
         assert_eq!(c.timer_tick(), Duration::from_millis(10));
         let c = c.with_handshake_timeout(Some(Duration::from_millis(1)));
         assert_eq!(c.timer_tick(), Duration::from_millis(5));
+    }
+
+    #[test]
+    fn a_deadline_saturates_instead_of_panicking() {
+        let now = Instant::now();
+        assert_eq!(
+            deadline(now, Duration::from_secs(1)),
+            now + Duration::from_secs(1)
+        );
+        let never = deadline(now, Duration::MAX);
+        assert!(never > now + Duration::from_secs(50 * 365 * 24 * 3600));
+        assert!(latest(now) >= never);
     }
 
     #[test]

@@ -140,10 +140,16 @@ impl Run {
             return; // a reactor does not read while records wait
         }
         let size = size.min(self.buf.len());
-        match self.server.read(&mut self.buf[..size]) {
+        // The reactor's budget is in bytes off the wire: a read's worth here.
+        match self.server.read(&mut self.buf[..size], size) {
             Ok(0) => self.over = true,
             Ok(n) => self.got_up.extend_from_slice(&self.buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // Interrupted: records without plaintext spent the budget (read on later).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
             Err(_) => self.over = true,
         }
     }

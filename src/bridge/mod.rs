@@ -344,7 +344,7 @@ impl Link {
 
     /// Sleeps for `wait` or until stopped.
     fn sleep(&self, wait: Duration) {
-        let deadline = Instant::now() + wait;
+        let deadline = crate::config::deadline(Instant::now(), wait);
         let mut outbox = lock(&self.outbox);
         while !self.stopping() {
             let left = deadline.saturating_duration_since(Instant::now());

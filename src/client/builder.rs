@@ -203,7 +203,7 @@ impl ClientBuilder {
             stream: &mut stream,
             #[cfg(feature = "tls")]
             tls: tls.as_deref_mut(),
-            deadline: Instant::now() + self.handshake_timeout,
+            deadline: crate::config::deadline(Instant::now(), self.handshake_timeout),
         };
 
         let key = encode_key(random_nonce());

@@ -441,7 +441,7 @@ impl Reader {
             state.queue_tls_output();
         }
         let _ = shared.flush();
-        let deadline = Instant::now() + shared.close_timeout();
+        let deadline = crate::config::deadline(Instant::now(), shared.close_timeout());
         let mut sink = [0u8; 4096];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

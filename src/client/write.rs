@@ -264,7 +264,8 @@ impl Shared {
                 return Err(Error::Closed);
             }
             state.queue(|conn, out| conn.close(out, code, reason))??;
-            state.close_deadline = Some(Instant::now() + self.close_timeout);
+            state.close_deadline =
+                Some(crate::config::deadline(Instant::now(), self.close_timeout));
             state.reader_blocked
         };
         let written = self.write_pending(writer);

@@ -60,7 +60,7 @@ impl Compressors {
             level: settings.level,
             threshold: settings.threshold,
             release_after: settings.release_after,
-            next_sweep: Instant::now() + settings.release_after,
+            next_sweep: crate::config::deadline(Instant::now(), settings.release_after),
             shared: Default::default(),
             own: HashMap::new(),
             cache: Vec::new(),
@@ -204,7 +204,7 @@ impl Compressors {
     /// `release_after`.
     pub(crate) fn sweep(&mut self, now: Instant) {
         if now >= self.next_sweep {
-            self.next_sweep = now + self.release_after;
+            self.next_sweep = crate::config::deadline(now, self.release_after);
             self.own.retain(|_, own| std::mem::take(&mut own.used));
             if self.own.capacity() > 2 * self.own.len() + 16 {
                 self.own.shrink_to_fit();

@@ -179,7 +179,7 @@ impl Sessions {
         if self.cipher.is_empty() || self.next_sweep.is_some_and(|next| now < next) {
             return;
         }
-        self.next_sweep = Some(now + self.key_release);
+        self.next_sweep = Some(crate::config::deadline(now, self.key_release));
         crate::tls::sweep_keys();
     }
 

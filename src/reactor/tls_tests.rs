@@ -118,7 +118,9 @@ fn application_data_behind_the_clients_finished_is_read_in_pieces() {
             client.write_tls(&mut client_tcp).unwrap();
         }
         std::thread::sleep(Duration::from_millis(5));
-        let result = sessions.read(0, 1, &mut stream, &mut buf, usize::MAX).result;
+        let result = sessions
+            .read(0, 1, &mut stream, &mut buf, usize::MAX)
+            .result;
         assert!(
             matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
             "no plaintext during the handshake: {result:?}"
@@ -188,7 +190,9 @@ fn a_write_while_a_split_handshake_message_waits_does_not_panic() {
     client_tcp.write_all(&record(first)).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     let mut buf = vec![0u8; 20 * 1024];
-    let result = sessions.read(0, 1, &mut stream, &mut buf, usize::MAX).result;
+    let result = sessions
+        .read(0, 1, &mut stream, &mut buf, usize::MAX)
+        .result;
     assert!(matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
 
     // A write and a close_notify while the second half is awaited.
@@ -202,7 +206,9 @@ fn a_write_while_a_split_handshake_message_waits_does_not_panic() {
     // The second half completes the ClientHello: the handshake goes on.
     client_tcp.write_all(&record(second)).unwrap();
     std::thread::sleep(Duration::from_millis(20));
-    let result = sessions.read(0, 1, &mut stream, &mut buf, usize::MAX).result;
+    let result = sessions
+        .read(0, 1, &mut stream, &mut buf, usize::MAX)
+        .result;
     assert!(matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
     while !sessions.flush(0, 1, &mut stream).unwrap() {}
     let mut flight = vec![0u8; 16 * 1024];
@@ -235,7 +241,9 @@ fn a_refused_message_with_another_behind_it_is_an_alert_not_a_panic() {
     client_tcp.write_all(&bytes).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     let mut buf = vec![0u8; 20 * 1024];
-    let result = sessions.read(0, 1, &mut stream, &mut buf, usize::MAX).result;
+    let result = sessions
+        .read(0, 1, &mut stream, &mut buf, usize::MAX)
+        .result;
     assert!(
         matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::InvalidData),
         "{result:?}"

@@ -204,6 +204,33 @@ pub struct Config {
     pub tls_key_release: Duration,
     /// The timer wheel's first tick (tests start it near 2^32 to cross the edge).
     pub(crate) timer_origin: u64,
+    /// Where the engine panics on purpose (the reactor's fault tests).
+    #[cfg(test)]
+    pub(crate) fault: Option<Fault>,
+}
+
+/// Where a test makes the engine panic ([`Config`]'s `fault`, tests only).
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// While decoding the message `b"engine fault"`, before any callback.
+    Engine,
+    /// While running a `Close` command whose reason is `"reactor fault"`, outside
+    /// any connection's guard.
+    Reactor,
+    /// While the reactor is being built.
+    Startup,
+}
+
+#[cfg(test)]
+impl Fault {
+    pub(crate) fn trigger(self) -> &'static [u8] {
+        match self {
+            Fault::Engine => b"engine fault",
+            Fault::Reactor => b"reactor fault",
+            Fault::Startup => b"",
+        }
+    }
 }
 
 impl Default for Config {
@@ -228,6 +255,8 @@ impl Default for Config {
             compression: Compression::Off,
             tls_key_release: Duration::from_millis(250),
             timer_origin: 0,
+            #[cfg(test)]
+            fault: None,
         }
     }
 }

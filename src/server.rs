@@ -2,7 +2,7 @@
 //! cross-thread sender.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -259,9 +259,21 @@ impl Server {
         let sender = self.sender();
         let local_addr = self.local_addr;
         let tls_addr = self.tls_addr;
+        let (reports, heard) = mpsc::channel();
         let mut threads = Vec::new();
         for (index, parts) in self.into_parts(handler).into_iter().enumerate() {
-            threads.push(spawn_reactor(index, parts)?);
+            match spawn_reactor(index, parts, reports.clone()) {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    stop(&sender, threads);
+                    return Err(e);
+                }
+            }
+        }
+        if let Err(e) = started(&heard, threads.len()) {
+            // Those that did start stop at once: a server is whole or not at all.
+            stop(&sender, threads);
+            return Err(e);
         }
         Ok(ServerHandle::new(local_addr, tls_addr, sender, threads))
     }
@@ -280,14 +292,30 @@ impl Server {
         let Some(first) = parts.next() else {
             return Err(Error::Config("no reactor"));
         };
+        let (reports, heard) = mpsc::channel();
         let mut threads = Vec::new();
         for (index, parts) in parts.enumerate() {
-            threads.push(spawn_reactor(index + 1, parts)?);
+            match spawn_reactor(index + 1, parts, reports.clone()) {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    stop(&sender, threads);
+                    return Err(e);
+                }
+            }
         }
-        let result = first.build().map(Reactor::run);
+        let first = match (started(&heard, threads.len()), build(first)) {
+            (Ok(()), Ok(first)) => first,
+            (Err(e), _) | (_, Err(e)) => {
+                stop(&sender, threads);
+                return Err(e);
+            }
+        };
+        let survived = first.run();
         let joined = join(threads);
         sender.join_bridge();
-        result?;
+        if !survived {
+            return Err(Error::ReactorPanicked);
+        }
         joined
     }
 
@@ -364,27 +392,79 @@ impl<H: Handler> ReactorParts<H> {
     }
 }
 
-fn spawn_reactor<H: Handler>(index: usize, parts: ReactorParts<H>) -> Result<JoinHandle<()>> {
+/// What a reactor thread says once it has started, or failed to.
+type Started = std::result::Result<(), Error>;
+
+/// Starts reactor `index` on a thread of its own; it reports on `started` whether
+/// it could be built. The thread's result is `false` if the reactor ended on a
+/// panic.
+fn spawn_reactor<H: Handler>(
+    index: usize,
+    parts: ReactorParts<H>,
+    started: mpsc::Sender<Started>,
+) -> Result<JoinHandle<bool>> {
     let thread = std::thread::Builder::new()
         .name(format!("wsreactor-{index}"))
-        .spawn(move || {
-            let shared = parts.shared.clone();
-            match parts.build() {
-                Ok(reactor) => reactor.run(),
-                Err(e) => {
-                    // Its queue must refuse commands, as after an exit.
-                    shared.close();
-                    eprintln!("wsreactor: reactor {index} failed to start: {e}");
-                }
+        .spawn(move || match build(parts) {
+            Ok(reactor) => {
+                let _ = started.send(Ok(()));
+                reactor.run()
+            }
+            Err(e) => {
+                let _ = started.send(Err(e));
+                true
             }
         })?;
     Ok(thread)
 }
 
-fn join(threads: Vec<JoinHandle<()>>) -> Result<()> {
+/// Builds a reactor; a failure (an error, or a panic) closes its command queue, so
+/// that nothing waits for a reactor that never ran.
+fn build<H: Handler>(parts: ReactorParts<H>) -> Result<Reactor<H>> {
+    let shared = parts.shared.clone();
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parts.build()));
+    let result = match built {
+        Ok(Ok(reactor)) => return Ok(reactor),
+        Ok(Err(e)) => Err(Error::Io(e)),
+        Err(_) => Err(Error::ReactorPanicked),
+    };
+    shared.close();
+    result
+}
+
+/// Stops the reactors of a server that could not start whole.
+fn stop(sender: &Sender, threads: Vec<JoinHandle<bool>>) {
+    sender.shutdown(Duration::ZERO);
+    let _ = join(threads);
+    sender.join_bridge();
+}
+
+/// Waits for `count` reactors to report their start: the first failure, if any.
+fn started(reports: &mpsc::Receiver<Started>, count: usize) -> Result<()> {
+    let mut result = Ok(());
+    for _ in 0..count {
+        match reports.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+            // A thread that ended without a word panicked before it could speak.
+            Err(_) => {
+                if result.is_ok() {
+                    result = Err(Error::ReactorPanicked);
+                }
+            }
+        }
+    }
+    result
+}
+
+fn join(threads: Vec<JoinHandle<bool>>) -> Result<()> {
     let mut result = Ok(());
     for thread in threads {
-        if thread.join().is_err() {
+        if !thread.join().unwrap_or(false) {
             result = Err(Error::ReactorPanicked);
         }
     }
@@ -491,8 +571,9 @@ impl Sender {
     }
 
     /// Sends `message` to every open connection of every reactor. It is queued for
-    /// every reactor or for none: `Full` if any reactor's queue lacks room, `Closed`
-    /// if any reactor has exited.
+    /// every running reactor or for none: `Full` if any running reactor's queue
+    /// lacks room; `Closed` once every reactor has exited (a reactor that ended on
+    /// a panic while the others serve is passed over: it has no connections).
     pub fn broadcast(&self, message: Message<'_>) -> QueueStatus {
         self.broadcast_frame(encode(message), None)
     }
@@ -510,15 +591,24 @@ impl Sender {
         };
         // Every queue is locked, always in reactor order (reactors lock only their
         // own), so that the check and the pushes are one step for all of them.
+        // A reactor that has exited (one that died, while the others serve) is
+        // passed over: it has no connections left to reach.
         let mut queues: Vec<_> = self.reactors.iter().map(|r| r.lock()).collect();
+        let mut live = 0;
         for (reactor, queue) in self.reactors.iter().zip(&queues) {
-            let status = reactor.admits(queue, &command());
-            if status != QueueStatus::Queued {
-                return status;
+            match reactor.admits(queue, &command()) {
+                QueueStatus::Queued => live += 1,
+                QueueStatus::Closed => {}
+                QueueStatus::Full => return QueueStatus::Full,
             }
         }
+        if live == 0 {
+            return QueueStatus::Closed;
+        }
         for (reactor, queue) in self.reactors.iter().zip(&mut queues) {
-            reactor.enqueue(queue, command());
+            if reactor.admits(queue, &command()) == QueueStatus::Queued {
+                reactor.enqueue(queue, command());
+            }
         }
         drop(queues);
         for reactor in self.reactors.iter() {

@@ -19,6 +19,8 @@ pub(crate) struct LocalStats {
     pub(crate) write_timeouts: u64,
     pub(crate) read_pauses: u64,
     pub(crate) tls_idle_records: u64,
+    pub(crate) panics: u64,
+    pub(crate) failed_reactors: u64,
     pub(crate) turns: u64,
     pub(crate) compressed_out: u64,
     pub(crate) compressors: u64,
@@ -46,6 +48,8 @@ pub(crate) struct SharedStats {
     write_timeouts: AtomicU64,
     read_pauses: AtomicU64,
     tls_idle_records: AtomicU64,
+    panics: AtomicU64,
+    failed_reactors: AtomicU64,
     turns: AtomicU64,
     compressed_out: AtomicU64,
     compressors: AtomicU64,
@@ -66,6 +70,8 @@ impl SharedStats {
         self.write_timeouts.store(local.write_timeouts, Relaxed);
         self.read_pauses.store(local.read_pauses, Relaxed);
         self.tls_idle_records.store(local.tls_idle_records, Relaxed);
+        self.panics.store(local.panics, Relaxed);
+        self.failed_reactors.store(local.failed_reactors, Relaxed);
         self.turns.store(local.turns, Relaxed);
         self.compressed_out.store(local.compressed_out, Relaxed);
         self.compressors.store(local.compressors, Relaxed);
@@ -87,6 +93,8 @@ impl SharedStats {
             write_timeouts: self.write_timeouts.load(Relaxed),
             read_pauses: self.read_pauses.load(Relaxed),
             tls_idle_records: self.tls_idle_records.load(Relaxed),
+            panics: self.panics.load(Relaxed),
+            failed_reactors: self.failed_reactors.load(Relaxed),
             loop_turns: self.turns.load(Relaxed),
             compressed_out: self.compressed_out.load(Relaxed),
             compressors: self.compressors.load(Relaxed),
@@ -133,6 +141,15 @@ pub struct Stats {
     /// past the allowance: 64 KiB of them in a row once the handshake is done
     /// (empty records, key updates: a reactor's work that carries no message).
     pub tls_idle_records: u64,
+    /// Panics caught while serving a connection, in a callback or in the engine
+    /// (proto, the deflate codec, the TLS filter): each closed its connection with
+    /// 1011, and the reactor went on.
+    pub panics: u64,
+    /// Reactors that ended on a panic no connection's guard caught: their
+    /// connections were closed (1011 to `on_close`) and their subscriptions
+    /// released; [`ServerHandle::wait`](crate::ServerHandle::wait) then reports
+    /// [`Error::ReactorPanicked`](crate::Error::ReactorPanicked).
+    pub failed_reactors: u64,
     /// Event-loop turns: a busy reactor makes one per batch of events, an idle one
     /// about one per timer tick. A figure that grows by millions a second on an idle
     /// server means the loop spins.
@@ -178,6 +195,8 @@ impl Stats {
             total.write_timeouts += s.write_timeouts;
             total.read_pauses += s.read_pauses;
             total.tls_idle_records += s.tls_idle_records;
+            total.panics += s.panics;
+            total.failed_reactors += s.failed_reactors;
             total.loop_turns += s.loop_turns;
             total.compressed_out += s.compressed_out;
             total.compressors += s.compressors;

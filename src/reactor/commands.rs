@@ -208,6 +208,10 @@ impl<H: Handler> Reactor<H> {
 
     /// Runs one command; returns how many deliveries it made (at least one).
     fn run_command(&mut self, command: Command) -> usize {
+        #[cfg(test)]
+        if let Command::Close { reason, .. } = &command {
+            self.injected_fault(crate::config::Fault::Reactor, reason.as_bytes());
+        }
         match command {
             Command::Send { id, frame } => {
                 if let Some(key) = self.conn_key(id) {
@@ -233,12 +237,14 @@ impl<H: Handler> Reactor<H> {
                 sent.max(1)
             }
             Command::Close { id, code, reason } => {
-                if let Some(key) = self.conn_key(id)
-                    && let Some(conn) = self.conns.get_mut(key)
-                {
-                    self.output.close(Owner::of(key, conn), conn, code, &reason);
-                    self.after_callback(key);
-                    self.finish_turn(key);
+                if let Some(key) = self.conn_key(id) {
+                    self.guard(key, |r| {
+                        if let Some(conn) = r.conns.get_mut(key) {
+                            r.output.close(Owner::of(key, conn), conn, code, &reason);
+                            r.after_callback(key);
+                            r.finish_turn(key);
+                        }
+                    });
                 }
                 1
             }
@@ -269,12 +275,14 @@ impl<H: Handler> Reactor<H> {
     /// that connection's turn: what the kernel refused is queued with its write
     /// timer started, and a close the policy started is written.
     fn send_shared(&mut self, key: usize, frame: &Bytes) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let _ = self.output.send_shared(Owner::of(key, conn), conn, frame);
-        self.after_callback(key);
-        self.finish_turn(key);
+        self.guard(key, |r| {
+            let Some(conn) = r.conns.get_mut(key) else {
+                return;
+            };
+            let _ = r.output.send_shared(Owner::of(key, conn), conn, frame);
+            r.after_callback(key);
+            r.finish_turn(key);
+        });
     }
 
     /// Stops accepting, closes every connection with 1001, and lets the loop end

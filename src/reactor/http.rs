@@ -15,6 +15,9 @@ impl<H: Handler> Reactor<H> {
     pub(super) fn answer_http(&mut self, key: usize, owner: Owner, http: &HttpRequest<'_, '_>) {
         let handler = &mut self.handler;
         let response = catch_unwind(AssertUnwindSafe(|| handler.on_http(http)));
+        if response.is_err() {
+            self.output.stats.panics += 1;
+        }
         match response {
             Ok(Some(response)) if response.is_sendable(200..=599) => {
                 self.write_response(key, owner, &response, http.method() == "HEAD");

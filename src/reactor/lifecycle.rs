@@ -202,8 +202,10 @@ impl<H: Handler> Reactor<H> {
                     conn.clear(flag::BATCHED);
                 }
                 // A subscriber the backpressure policy closed is closing now.
-                self.after_callback(key);
-                self.finish_turn(key);
+                self.guard(key, |r| {
+                    r.after_callback(key);
+                    r.finish_turn(key);
+                });
             }
             self.batched_spare = batched;
         }
@@ -217,12 +219,15 @@ impl<H: Handler> Reactor<H> {
         if let Some(deflate) = self.output.deflate.as_mut() {
             deflate.end_turn();
         }
+        for owner in std::mem::take(&mut self.output.faulted) {
+            self.fault(owner.key as usize, Some(owner.generation));
+        }
         if let Some(owner) = self.output.cork_owner() {
-            self.deliver(owner, None);
+            self.guard(owner.key as usize, |r| r.deliver(owner, None));
         }
         if self.output.has_strays() {
             for (owner, bytes) in self.output.take_strays() {
-                self.deliver(owner, Some(bytes));
+                self.guard(owner.key as usize, |r| r.deliver(owner, Some(bytes)));
             }
         }
     }
@@ -402,7 +407,7 @@ impl<H: Handler> Reactor<H> {
                 continue;
             }
             conn.deadline = 0;
-            self.timeout(key);
+            self.guard(key, |r| r.timeout(key));
         }
         self.due = due;
     }

@@ -16,6 +16,9 @@
 mod commands;
 pub(crate) mod conn;
 mod deflate;
+mod fault;
+#[cfg(test)]
+mod fault_tests;
 mod http;
 mod lifecycle;
 pub(crate) mod output;
@@ -29,6 +32,7 @@ pub(crate) mod topics;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -149,6 +153,10 @@ impl<H: Handler> Reactor<H> {
             }
             None => None,
         };
+        #[cfg(test)]
+        if config.fault == Some(crate::config::Fault::Startup) {
+            panic!("injected fault: Startup");
+        }
         let wheel = TimerWheel::new(config.timer_tick(), Instant::now(), config.timer_origin);
         let timeouts = Timeouts {
             handshake: config.handshake_timeout.map(|t| wheel.ticks(t)),
@@ -196,79 +204,93 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Runs until shut down and every connection is gone. From then on (or if the
-    /// thread panics) the reactor's command queue refuses everything.
-    pub(crate) fn run(mut self) {
+    /// thread panics) the reactor's command queue refuses everything. Returns
+    /// `false` if the reactor ended on a panic (see the `fault` module).
+    pub(crate) fn run(mut self) -> bool {
         let shared = self.shared.clone();
         let _closed = commands::CloseOnExit(&shared);
         let mut events = Events::with_capacity(1024);
         loop {
-            let busy = !self.deferred.is_empty() || self.accept_pending || self.commands_pending;
-            let timeout = if busy {
-                Duration::ZERO
-            } else {
-                self.wheel.until_next_tick(Instant::now())
-            };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
-                && e.kind() != io::ErrorKind::Interrupted
-            {
-                // The poll itself failed: nothing can be served any more.
-                self.drop_all();
-                return;
-            }
-            self.output.stats.turns += 1;
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER | LISTENER_TLS => self.accept_pending = true,
-                    WAKER => self.commands_pending = true,
-                    Token(token) => {
-                        let key = token & 0xffff_ffff;
-                        let generation = (token >> 32) as u32;
-                        if self
-                            .conns
-                            .get(key)
-                            .is_none_or(|c| c.generation != generation)
-                        {
-                            continue; // a stale event for a reused slot
-                        }
-                        let closed = event.is_read_closed() || event.is_error();
-                        if event.is_readable() || closed {
-                            self.readable(key, closed);
-                        } else if event.is_writable() {
-                            self.writable(key);
-                        }
-                    }
-                }
-            }
-            let spare = std::mem::take(&mut self.deferred_spare);
-            let mut deferred = std::mem::replace(&mut self.deferred, spare);
-            for key in deferred.drain(..) {
-                self.readable(key, false);
-            }
-            self.deferred_spare = deferred;
-            if self.commands_pending {
-                self.run_commands();
-            }
-            if self.accept_pending {
-                self.accept();
-            }
-            self.flush_batched();
-            self.timers();
-            self.settle();
-            self.output.stats.tls_idle_records = self.output.tls.idle_dropped;
-            self.shared
-                .stats
-                .publish(&self.output.stats, self.conns.len());
-            if let Some(deadline) = self.shutdown {
-                if self.conns.is_empty() {
-                    return;
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    self.drop_all();
-                    self.shared.stats.publish(&self.output.stats, 0);
-                    return;
+            match catch_unwind(AssertUnwindSafe(|| self.turn(&mut events))) {
+                Ok(true) => {}
+                Ok(false) => return true,
+                Err(_) => {
+                    self.died();
+                    return false;
                 }
             }
         }
+    }
+
+    /// One turn of the loop; `false` once the reactor is done.
+    fn turn(&mut self, events: &mut Events) -> bool {
+        let busy = !self.deferred.is_empty() || self.accept_pending || self.commands_pending;
+        let timeout = if busy {
+            Duration::ZERO
+        } else {
+            self.wheel.until_next_tick(Instant::now())
+        };
+        if let Err(e) = self.poll.poll(events, Some(timeout))
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            // The poll itself failed: nothing can be served any more.
+            self.drop_all();
+            return false;
+        }
+        self.output.stats.turns += 1;
+        for event in events.iter() {
+            match event.token() {
+                LISTENER | LISTENER_TLS => self.accept_pending = true,
+                WAKER => self.commands_pending = true,
+                Token(token) => {
+                    let key = token & 0xffff_ffff;
+                    let generation = (token >> 32) as u32;
+                    if self
+                        .conns
+                        .get(key)
+                        .is_none_or(|c| c.generation != generation)
+                    {
+                        continue; // a stale event for a reused slot
+                    }
+                    let closed = event.is_read_closed() || event.is_error();
+                    if event.is_readable() || closed {
+                        self.guard(key, |r| r.readable(key, closed));
+                    } else if event.is_writable() {
+                        self.guard(key, |r| r.writable(key));
+                    }
+                }
+            }
+        }
+        let spare = std::mem::take(&mut self.deferred_spare);
+        let mut deferred = std::mem::replace(&mut self.deferred, spare);
+        for key in deferred.drain(..) {
+            self.guard(key, |r| r.readable(key, false));
+        }
+        self.deferred_spare = deferred;
+        if self.commands_pending {
+            self.run_commands();
+        }
+        if self.accept_pending {
+            self.accept();
+        }
+        self.flush_batched();
+        self.timers();
+        self.settle();
+        self.output.stats.tls_idle_records = self.output.tls.idle_dropped;
+        self.shared
+            .stats
+            .publish(&self.output.stats, self.conns.len());
+        if let Some(deadline) = self.shutdown {
+            if self.conns.is_empty() {
+                return false;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.drop_all();
+                self.shared.stats.publish(&self.output.stats, 0);
+                return false;
+            }
+        }
+        true
     }
 
     // ---- accepting -------------------------------------------------------------

@@ -110,6 +110,9 @@ pub(crate) struct Output {
     pub(crate) deflate: Option<Box<Compressors>>,
     /// The TLS sessions of wss connections, which their bytes are written through.
     pub(crate) tls: Sessions,
+    /// Connections whose work panicked where the reactor could not close them at
+    /// once (a delivery inside a publish): closed with 1011 when the turn settles.
+    pub(crate) faulted: Vec<Owner>,
     pub(crate) stats: LocalStats,
 }
 
@@ -129,6 +132,7 @@ impl Output {
             policy,
             deflate: None,
             tls: Sessions::default(),
+            faulted: Vec::new(),
             stats: LocalStats::default(),
         }
     }

@@ -299,7 +299,11 @@ impl<H: Handler> Reactor<H> {
             }
         };
         let handler = &mut self.handler;
-        match catch_unwind(AssertUnwindSafe(|| handler.on_upgrade(&request).answer)) {
+        let answer = catch_unwind(AssertUnwindSafe(|| handler.on_upgrade(&request).answer));
+        if answer.is_err() {
+            self.output.stats.panics += 1;
+        }
+        match answer {
             Ok(Answer::Accept {
                 session,
                 protocol,
@@ -391,6 +395,8 @@ impl<H: Handler> Reactor<H> {
             };
             match event {
                 Event::Message(message) => {
+                    #[cfg(test)]
+                    self.injected_fault(crate::config::Fault::Engine, message.as_bytes());
                     self.output.stats.messages_in += 1;
                     self.output.stats.bytes_in += message.len() as u64;
                     self.callback(key, |h, ws| h.on_message(ws, message));
@@ -434,17 +440,22 @@ impl<H: Handler> Reactor<H> {
             self.fail(key, CloseCode::INTERNAL_ERROR, "no decompressor");
             return false;
         };
-        let result = match inflaters.inflate(key, generation, params, compressed, max) {
-            Ok(message) => {
-                self.output.stats.messages_in += 1;
-                self.output.stats.bytes_in += message.len() as u64;
-                self.callback(key, |h, ws| h.on_message(ws, message));
-                Ok(())
+        // The decompressors are out of the reactor while the message is handed on:
+        // put back even if the codec panics, since every connection's are in there.
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            match inflaters.inflate(key, generation, params, compressed, max) {
+                Ok(message) => {
+                    self.output.stats.messages_in += 1;
+                    self.output.stats.bytes_in += message.len() as u64;
+                    self.callback(key, |h, ws| h.on_message(ws, message));
+                    Ok(())
+                }
+                Err(error) => Err(error),
             }
-            Err(error) => Err(error),
-        };
+        }));
         inflaters.trim();
         self.inflaters = Some(inflaters);
+        let result = result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         match result {
             Ok(()) => true,
             Err(error) => {
@@ -493,6 +504,9 @@ impl<H: Handler> Reactor<H> {
             id,
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| f(handler, &mut socket)));
+        if outcome.is_err() {
+            self.output.stats.panics += 1;
+        }
         if outcome.is_err()
             && let Some(conn) = self.conns.get_mut(key)
         {

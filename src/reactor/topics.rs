@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use bytes::Bytes;
 use slab::Slab;
 
@@ -142,7 +144,15 @@ pub(crate) fn publish_local<S>(
         let Some(conn) = conns.get_mut(key) else {
             continue;
         };
-        match output.deliver(Owner::of(key, conn), conn, frame) {
+        let owner = Owner::of(key, conn);
+        // A panic (the shared compressor, say) harms this subscriber only: it is
+        // closed at the end of the turn, the others are served.
+        let delivered = catch_unwind(AssertUnwindSafe(|| output.deliver(owner, conn, frame)));
+        let Ok(status) = delivered else {
+            output.faulted.push(owner);
+            continue;
+        };
+        match status {
             SendStatus::Sent | SendStatus::Backpressure => published.reached += 1,
             SendStatus::Dropped => {
                 published.dropped += 1;

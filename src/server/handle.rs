@@ -54,7 +54,7 @@ pub struct ServerHandle {
 
 /// The reactor threads not yet joined, and whether one that was had panicked.
 struct Threads {
-    running: Vec<JoinHandle<()>>,
+    running: Vec<JoinHandle<bool>>,
     panicked: bool,
 }
 
@@ -63,7 +63,7 @@ impl ServerHandle {
         local_addr: SocketAddr,
         tls_addr: Option<SocketAddr>,
         sender: Sender,
-        threads: Vec<JoinHandle<()>>,
+        threads: Vec<JoinHandle<bool>>,
     ) -> ServerHandle {
         ServerHandle {
             local_addr,

@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use super::error::{Error, Phase, Result, io_error};
 use crate::proto::deflate::{Deflater, PerMessageDeflate};
 use crate::proto::frame::Role;
-use crate::proto::{CloseCode, Connection, Decoded, Limits, Message, SendError};
+use crate::proto::frame::{MAX_CONTROL_PAYLOAD, OpCode};
+use crate::proto::{CloseCode, Connection, Decoded, Event, Limits, Message, SendError};
 
 /// A write buffer larger than this is dropped after use rather than kept for the
 /// next frame, so one large message does not pin its size for the connection's life.
@@ -75,6 +76,13 @@ pub(crate) struct State {
     pub(crate) deflate: Option<Box<SendDeflate>>,
     /// Wire bytes encoded in order and not yet taken by a writer.
     pending: Vec<u8>,
+    /// The payload of the latest ping not yet answered: at most one pong waits,
+    /// encoded when a writer next looks at `pending` (RFC 6455 §5.5.3 lets a pong
+    /// answer only the most recent ping). A reader that keeps receiving pings while
+    /// a sender is blocked writing so holds one pong, not one per ping.
+    owed_pong: Option<([u8; MAX_CONTROL_PAYLOAD], u8)>,
+    /// Where decoding writes the replies proto makes, before they are queued.
+    replies: Vec<u8>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<Box<rustls::ClientConnection>>,
     /// Plain frames on their way into `tls`.
@@ -118,9 +126,41 @@ impl State {
         Ok(encode(&mut self.conn, &mut self.pending))
     }
 
-    /// Decodes `buf` (see [`Connection::decode`]), queueing the replies it writes.
+    /// Decodes `buf` (see [`Connection::decode`]), queueing the replies it writes,
+    /// but for a pong, which is owed (see `owed_pong`).
     pub(crate) fn decode<'b>(&mut self, buf: &'b mut [u8], limits: &Limits) -> Result<Decoded<'b>> {
-        self.queue(|conn, out| conn.decode(buf, out, limits))
+        let mut replies = std::mem::take(&mut self.replies);
+        replies.clear();
+        let decoded = self.conn.decode(buf, &mut replies, limits);
+        let queued = match &decoded {
+            Decoded::Event {
+                event: Event::Ping(payload),
+                ..
+            } => {
+                if !replies.is_empty() {
+                    let mut owed = [0; MAX_CONTROL_PAYLOAD];
+                    owed[..payload.len()].copy_from_slice(payload);
+                    self.owed_pong = Some((owed, payload.len() as u8));
+                }
+                Ok(())
+            }
+            _ if replies.is_empty() => Ok(()),
+            _ => self.queue(|_, out| out.extend_from_slice(&replies)),
+        };
+        self.replies = replies;
+        queued.map(|()| decoded)
+    }
+
+    /// Encodes the owed pong, if any, behind what is pending.
+    fn queue_owed_pong(&mut self) -> Result<()> {
+        let Some((payload, len)) = self.owed_pong.take() else {
+            return Ok(());
+        };
+        // Refused once our close frame is out: no pong after it.
+        let _ = self.queue(|conn, out| {
+            conn.write_frame(out, OpCode::Pong, true, &payload[..usize::from(len)])
+        })?;
+        Ok(())
     }
 
     /// With TLS: queues what rustls has to send on its own (alerts, key updates,
@@ -172,6 +212,8 @@ impl Shared {
                 conn,
                 deflate: deflate.map(|agreed| Box::new(SendDeflate::new(agreed))),
                 pending: Vec::new(),
+                owed_pong: None,
+                replies: Vec::new(),
                 #[cfg(feature = "tls")]
                 tls,
                 #[cfg(feature = "tls")]
@@ -291,6 +333,9 @@ impl Shared {
     fn write_pending(&self, mut writer: MutexGuard<'_, Writer>) -> Result<()> {
         loop {
             let mut state = lock(&self.state);
+            if !state.broken {
+                state.queue_owed_pong()?;
+            }
             if state.pending.is_empty() || state.broken {
                 drop(writer);
                 return Ok(());
@@ -315,7 +360,7 @@ impl Shared {
     /// From the reader, with the state held: gets queued replies written without
     /// waiting for a busy writer, which will write them itself before it lets go.
     pub(crate) fn flush_soon(&self, state: MutexGuard<'_, State>) -> Result<()> {
-        if state.pending.is_empty() {
+        if state.pending.is_empty() && state.owed_pong.is_none() {
             return Ok(());
         }
         let writer = match self.writer.try_lock() {

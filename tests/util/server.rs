@@ -23,6 +23,15 @@ pub fn test_config() -> Config {
         .with_close_timeout(Duration::from_millis(500))
 }
 
+/// [`test_config`] for tests that are not about the handshake or close timeouts:
+/// those only a hang reaches, since a busy machine can stall a client between its
+/// connect and its request (or its close reply) for longer than 500 ms.
+pub fn patient_config() -> Config {
+    test_config()
+        .with_handshake_timeout(Some(PATIENCE))
+        .with_close_timeout(PATIENCE)
+}
+
 /// Starts `handler` on 127.0.0.1:0.
 pub fn start<H: Handler>(config: Config, handler: H) -> ServerHandle {
     Server::bind("127.0.0.1:0", config)

@@ -267,3 +267,26 @@ pub fn ws_client(addr: SocketAddr, path: &str) -> wsreactor::client::Client {
         .connect()
         .expect("client connects")
 }
+
+/// Waits until every reactor of `server` has ended the loop turn it was in when this
+/// was called, so that whatever it was doing then (the turn that wrote a reply the
+/// test has just read, with the buffers it held) is over. A reactor counts a turn
+/// when its wait for events returns and publishes the count when the turn ends; an
+/// idle one turns at least once a timer tick (at most 250 ms).
+pub fn wait_for_turns(server: &ServerHandle) {
+    let started = Instant::now();
+    let before: Vec<u64> = server
+        .reactor_stats()
+        .iter()
+        .map(|s| s.loop_turns)
+        .collect();
+    while !server
+        .reactor_stats()
+        .iter()
+        .zip(&before)
+        .all(|(now, &then)| now.loop_turns > then)
+    {
+        assert!(started.elapsed() < PATIENCE, "a reactor stopped turning");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

@@ -5,12 +5,12 @@
 #[path = "util/server.rs"]
 mod server;
 
-use std::time::Duration;
-
-use server::{start, test_config, wait_for_stats};
+use server::{PATIENCE, patient_config, start, wait_for_stats};
 use wsreactor::client::{ClientBuilder, Incoming};
 use wsreactor::{Compression, Handler, Message, Socket};
 
+/// Echoes every message under the lossless default policy (`Pause`): no echo is
+/// ever dropped, so every message a test sends comes back.
 #[derive(Clone)]
 struct Echo;
 
@@ -36,10 +36,10 @@ fn quote(i: usize) -> String {
 /// Echoes `count` quotes through a deflate client; returns the server's bytes in and
 /// out and its compressed-out count.
 fn echo_quotes(compression: Compression, count: usize) -> (u64, u64, u64) {
-    let server = start(test_config().with_compression(compression), Echo);
+    let server = start(patient_config().with_compression(compression), Echo);
     let mut client = ClientBuilder::new(format!("ws://{}/", server.local_addr()))
         .deflate(true)
-        .read_timeout(Some(Duration::from_secs(20)))
+        .read_timeout(Some(PATIENCE))
         .connect()
         .expect("connects");
     let sender = client.sender();
@@ -69,8 +69,8 @@ fn echo_quotes(compression: Compression, count: usize) -> (u64, u64, u64) {
     }
     client.close(wsreactor::CloseCode::NORMAL, "").unwrap();
     while !matches!(client.recv(), Ok(Incoming::Close(_)) | Err(_)) {}
-    wait_for_stats(&server, Duration::from_secs(5), |s| s.open == 0);
-    let s = server.stats();
+    let s = wait_for_stats(&server, PATIENCE, |s| s.open == 0);
+    assert_eq!(s.dropped, 0, "{s:?}");
     (s.bytes_in, s.bytes_out, s.compressed_out)
 }
 

@@ -10,10 +10,11 @@ mod server;
 
 use std::io::{ErrorKind, Write};
 use std::net::TcpListener;
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use scripted::{accept, frame, read_client_close, serve};
-use server::{Echo, start, test_config};
+use server::{Echo, PATIENCE, patient_config, start};
 use wsreactor::client::{self, ClientBuilder, ClientHandshakeError, Error, Incoming, Phase};
 use wsreactor::{Handler, Message, Request, Upgrade};
 
@@ -47,7 +48,7 @@ impl Handler for Forbid {
 
 #[test]
 fn a_refused_upgrade_reports_the_status_code() {
-    let server = start(test_config(), Forbid);
+    let server = start(patient_config(), Forbid);
     let result = client::connect(format!("ws://{}/", server.local_addr()));
     assert!(
         matches!(
@@ -156,20 +157,28 @@ fn other_broken_101s_fail_the_handshake_with_what_is_wrong() {
 
 #[test]
 fn a_server_silent_after_accepting_times_out_the_handshake() {
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    // The server stays silent until the test has its verdict, however long the
+    // client takes to see its timeout: a close before that would be a different error.
+    let (release, released) = mpsc::channel::<()>();
     let server = serve(
         |_| Vec::new(),
-        |s| {
-            std::thread::sleep(Duration::from_secs(2));
+        move |s| {
+            let _ = released.recv();
             drop(s)
         },
     );
+    let started = Instant::now();
     let result = ClientBuilder::new(server.url())
-        .handshake_timeout(Duration::from_millis(300))
+        .handshake_timeout(TIMEOUT)
         .connect();
+    let waited = started.elapsed();
     assert!(
         matches!(result, Err(Error::Timeout(Phase::Handshake))),
         "{result:?}"
     );
+    assert!(waited >= TIMEOUT, "timed out after {waited:?}");
+    drop(release);
     server.join();
 }
 
@@ -257,39 +266,58 @@ fn a_tcp_close_without_a_close_frame_is_an_abnormal_closure() {
 
 #[test]
 fn a_read_timeout_leaves_the_client_usable() {
-    let server = start(test_config(), Echo);
+    const TIMEOUT: Duration = Duration::from_millis(100);
+    let server = start(patient_config(), Echo);
     let mut client = ClientBuilder::new(format!("ws://{}/", server.local_addr()))
-        .read_timeout(Some(Duration::from_millis(100)))
+        .read_timeout(Some(TIMEOUT))
         .connect()
         .unwrap();
+    let started = Instant::now();
     assert!(matches!(client.recv(), Err(Error::Timeout(Phase::Read))));
+    assert!(started.elapsed() >= TIMEOUT, "{:?}", started.elapsed());
     client.send(Message::Text("still here")).unwrap();
+    // A busy machine may take more than one read timeout to echo: each timeout
+    // loses nothing, and the echo arrives whole after any number of them.
+    let started = Instant::now();
+    let echo = loop {
+        match client.recv() {
+            Err(Error::Timeout(Phase::Read)) if started.elapsed() < PATIENCE => {}
+            other => break other,
+        }
+    };
     assert_eq!(
-        client.recv().unwrap(),
+        echo.unwrap(),
         Incoming::Message(Message::Text("still here"))
     );
 }
 
 #[test]
 fn a_server_that_stops_reading_times_out_the_send_and_ends_sending() {
+    const TIMEOUT: Duration = Duration::from_millis(200);
+    // The server holds the socket, unread, until the test has its verdict: a close
+    // before the client's timeout fired would be a reset, not a timeout.
+    let (release, released) = mpsc::channel::<()>();
     let server = serve(
         |head| accept(head, ""),
-        |s| {
-            std::thread::sleep(Duration::from_secs(3));
+        move |s| {
+            let _ = released.recv();
             drop(s)
         },
     );
     let client = ClientBuilder::new(server.url())
-        .write_timeout(Some(Duration::from_millis(200)))
+        .write_timeout(Some(TIMEOUT))
         .connect()
         .unwrap();
     // More than loopback's socket buffers hold.
     let big = vec![7u8; 64 << 20];
+    let started = Instant::now();
     let e = client.send(Message::Binary(&big)).unwrap_err();
     assert!(matches!(e, Error::Timeout(Phase::Write)), "{e:?}");
+    assert!(started.elapsed() >= TIMEOUT, "{:?}", started.elapsed());
     let e = client.send(Message::Text("after")).unwrap_err();
     assert!(matches!(e, Error::Closed), "{e:?}");
     drop(client);
+    drop(release);
     server.join();
 }
 

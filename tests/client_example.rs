@@ -4,15 +4,13 @@
 #[path = "util/server.rs"]
 mod server;
 
+use server::{Echo, PATIENCE, patient_config, start, wait_for_stats};
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use server::{Echo, start, test_config, wait_for_stats};
 
 #[test]
 fn the_client_example_sends_lines_prints_echoes_and_closes() {
-    let server = start(test_config(), Echo);
+    let server = start(patient_config(), Echo);
     // The test binary is in target/PROFILE/deps; the examples in target/PROFILE/examples.
     let exe = std::env::current_exe().unwrap();
     let example = exe
@@ -43,6 +41,6 @@ fn the_client_example_sends_lines_prints_echoes_and_closes() {
         "hello\nwörld\n\nlast line\n"
     );
     assert_eq!(stderr.trim(), "[closed 1000 \"\"]");
-    let stats = wait_for_stats(&server, Duration::from_secs(5), |s| s.open == 0);
+    let stats = wait_for_stats(&server, PATIENCE, |s| s.open == 0);
     assert_eq!((stats.messages_in, stats.closed_with(1000)), (4, 1));
 }

@@ -7,9 +7,8 @@ mod server;
 
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
 
-use server::{Echo, start, test_config};
+use server::{Echo, PATIENCE, patient_config, start};
 use wsreactor::client::{self, ClientBuilder, Incoming};
 use wsreactor::{Handler, Message, Request, Socket, Upgrade};
 
@@ -19,7 +18,7 @@ fn url(server: &wsreactor::ServerHandle) -> String {
 
 #[test]
 fn control_payloads_over_125_bytes_are_refused_and_the_connection_goes_on() {
-    let server = start(test_config(), Echo);
+    let server = start(patient_config(), Echo);
     let mut client = client::connect(url(&server)).unwrap();
     assert!(matches!(
         client.ping(&[0; 126]),
@@ -46,7 +45,7 @@ impl Handler for PingOnOpen {
 
 #[test]
 fn the_servers_ping_is_answered_by_recv() {
-    let server = start(test_config(), PingOnOpen);
+    let server = start(patient_config(), PingOnOpen);
     let mut client = client::connect(url(&server)).unwrap();
     assert_eq!(client.recv().unwrap(), Incoming::Ping(b"are you there"));
     assert_eq!(
@@ -84,7 +83,7 @@ impl Handler for ShowRequest {
 fn subprotocols_origin_and_headers_reach_the_server() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let server = start(
-        test_config(),
+        patient_config(),
         ShowRequest {
             seen: Arc::clone(&seen),
         },
@@ -115,14 +114,16 @@ fn subprotocols_origin_and_headers_reach_the_server() {
 /// Four threads send messages of mixed sizes at once through clones of one
 /// `Sender` while the client's thread receives the echoes: any two frames
 /// interleaved would be a protocol error at the server (and the connection would
-/// close), and each thread's messages must come back whole and in its order.
+/// close), and each thread's messages must come back whole and in its order. The
+/// server's policy is the lossless default (`Pause`): an echo is never dropped, so
+/// a gap can only be a fault.
 #[test]
 fn senders_on_many_threads_never_interleave_frames() {
     const THREADS: usize = 4;
     const MESSAGES: usize = 60;
-    let server = start(test_config(), Echo);
+    let server = start(patient_config(), Echo);
     let mut client = ClientBuilder::new(url(&server))
-        .read_timeout(Some(Duration::from_secs(20)))
+        .read_timeout(Some(PATIENCE))
         .connect()
         .unwrap();
     let payload = |thread: usize, i: usize| -> Vec<u8> {
@@ -160,7 +161,11 @@ fn senders_on_many_threads_never_interleave_frames() {
         s.join().unwrap();
     }
     let stats = server.stats();
-    assert_eq!((stats.open, stats.closed()), (1, 0), "{stats:?}");
+    assert_eq!(
+        (stats.open, stats.closed(), stats.dropped),
+        (1, 0, 0),
+        "{stats:?}"
+    );
 }
 
 /// Pings the client for every message it receives, and reports each pong.
@@ -183,9 +188,9 @@ impl Handler for PingBack {
 #[test]
 fn pings_are_answered_while_another_thread_sends() {
     const MESSAGES: usize = 40;
-    let server = start(test_config(), PingBack);
+    let server = start(patient_config(), PingBack);
     let mut client = ClientBuilder::new(url(&server))
-        .read_timeout(Some(Duration::from_secs(10)))
+        .read_timeout(Some(PATIENCE))
         .connect()
         .unwrap();
     let sender = client.sender();

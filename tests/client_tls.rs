@@ -22,6 +22,7 @@ use std::time::Duration;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{RootCertStore, ServerConfig, ServerConnection, StreamOwned};
+use server::PATIENCE;
 use wsreactor::client::{self, ClientBuilder, Error, Incoming, crypto_provider};
 use wsreactor::proto::CloseFrame;
 use wsreactor::{CloseCode, Message};
@@ -86,7 +87,7 @@ fn tls_echo(
     let thread = thread::spawn(move || {
         for _ in 0..connections {
             let (tcp, _) = listener.accept().unwrap();
-            tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            tcp.set_read_timeout(Some(PATIENCE)).unwrap();
             let tls = ServerConnection::new(Arc::clone(&config)).unwrap();
             // A client that refuses the certificate ends the handshake: next one.
             let Ok(mut ws) = tungstenite::accept(StreamOwned::new(tls, tcp)) else {
@@ -162,7 +163,7 @@ fn bytes_decrypted_beyond_the_handshake_read_reach_recv() {
     let addr = listener.local_addr().unwrap();
     let server = thread::spawn(move || {
         let (tcp, _) = listener.accept().unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
         let mut tls = StreamOwned::new(ServerConnection::new(config).unwrap(), tcp);
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
@@ -202,7 +203,7 @@ fn bytes_decrypted_beyond_the_handshake_read_reach_recv() {
     });
     let mut client = ClientBuilder::new(format!("wss://{addr}/"))
         .root_certificates(ca.roots())
-        .read_timeout(Some(Duration::from_secs(3)))
+        .read_timeout(Some(PATIENCE))
         .connect()
         .unwrap();
     let received = match client.recv() {
@@ -285,7 +286,7 @@ fn danger_accept_invalid_certs_connects_to_an_untrusted_server() {
 
 #[test]
 fn wss_to_a_plain_ws_server_fails_with_a_tls_error() {
-    let server = server::start(server::test_config(), server::Echo);
+    let server = server::start(server::patient_config(), server::Echo);
     let e = ClientBuilder::new(format!("wss://{}/", server.local_addr()))
         .danger_accept_invalid_certs(true)
         .connect()
@@ -327,7 +328,7 @@ fn senders_on_many_threads_share_one_tls_session() {
     let (addr, server) = tls_echo(ca.leaf(&["127.0.0.1"]), 1);
     let mut client = ClientBuilder::new(format!("wss://{addr}/"))
         .root_certificates(ca.roots())
-        .read_timeout(Some(Duration::from_secs(20)))
+        .read_timeout(Some(PATIENCE))
         .connect()
         .unwrap();
     let payload = |t: usize, i: usize| -> Vec<u8> {

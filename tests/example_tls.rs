@@ -11,7 +11,6 @@ mod tls;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use wsreactor::Message;
 use wsreactor::client::{ClientBuilder, Incoming};
@@ -86,7 +85,7 @@ fn the_echo_example_serves_wss_with_a_pem_certificate() {
     let port = addr.rsplit(':').next().unwrap();
     let mut client = ClientBuilder::new(format!("wss://localhost:{port}/"))
         .root_certificates(certs.roots.clone())
-        .read_timeout(Some(Duration::from_secs(10)))
+        .read_timeout(Some(tls::PATIENCE))
         .connect()
         .unwrap();
     let big = vec![3u8; 200_000];
@@ -113,11 +112,11 @@ fn the_chat_example_serves_https_and_wss_beside_http_and_ws() {
     let port = secure.rsplit(':').next().unwrap();
     let mut ada = ClientBuilder::new(format!("wss://localhost:{port}/chat?room=r&name=ada"))
         .root_certificates(certs.roots.clone())
-        .read_timeout(Some(Duration::from_secs(10)))
+        .read_timeout(Some(tls::PATIENCE))
         .connect()
         .unwrap();
     let bob = ClientBuilder::new(format!("ws://{plain}/chat?room=r&name=bob"))
-        .read_timeout(Some(Duration::from_secs(10)))
+        .read_timeout(Some(tls::PATIENCE))
         .connect()
         .unwrap();
     assert_eq!(

@@ -9,7 +9,7 @@ mod server;
 use std::io::Write;
 use std::net::Shutdown;
 
-use server::{Echo, read_frame, start, test_config};
+use server::{Echo, PATIENCE, read_frame, start, test_config};
 
 fn ping(payload_len: usize) -> Vec<u8> {
     // A masked ping with a zero key: the payload goes as is.
@@ -22,6 +22,8 @@ fn ping(payload_len: usize) -> Vec<u8> {
 fn pongs_for_64_kib_of_pings_arrive_after_the_client_half_closes() {
     let server = start(test_config(), Echo);
     let mut client = server::raw_ws(server.local_addr());
+    // A read that times out ends the pongs early: only a hang may do that.
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
     // Exactly the size of the server's read buffer: 500 pings of 131 bytes and one of 36.
     let mut burst = Vec::with_capacity(64 * 1024);
     for _ in 0..500 {

@@ -8,10 +8,8 @@ mod http;
 #[path = "util/server.rs"]
 mod server;
 
-use std::time::Duration;
-
 use http::{assert_empty_refusal, exchange, exchange_until_head, upgrade_plus, upgrade_with};
-use server::{Echo, UPGRADE, assert_echo, start, test_config, wait_for_stats};
+use server::{Echo, PATIENCE, UPGRADE, assert_echo, start, test_config, wait_for_stats};
 use tungstenite::client::IntoClientRequest;
 use wsreactor::{Handler, HttpRequest, HttpResponse, Message, Request, Socket, Upgrade};
 
@@ -32,7 +30,7 @@ fn a_plain_get_gets_426_upgrade_required_and_is_closed() {
         head.headers
     );
     assert_empty_refusal(&head, &body, 426);
-    let stats = wait_for_stats(&server, Duration::from_secs(3), |s| s.open == 0);
+    let stats = wait_for_stats(&server, PATIENCE, |s| s.open == 0);
     assert_eq!((stats.accepted, stats.rejected, stats.closed()), (1, 1, 0));
 }
 
@@ -73,7 +71,7 @@ fn broken_upgrades_get_400() {
         assert_eq!(head.status_line, "HTTP/1.1 400 Bad Request", "{what}");
         assert_empty_refusal(&head, &body, 400);
     }
-    let stats = wait_for_stats(&server, Duration::from_secs(3), |s| s.open == 0);
+    let stats = wait_for_stats(&server, PATIENCE, |s| s.open == 0);
     assert_eq!(stats.rejected, cases.len() as u64);
 }
 
@@ -92,7 +90,7 @@ fn version_8_gets_426_naming_version_13() {
         assert_eq!(head.header("sec-websocket-version"), Some("13"));
         assert_empty_refusal(&head, &body, 426);
     }
-    let stats = wait_for_stats(&server, Duration::from_secs(3), |s| s.open == 0);
+    let stats = wait_for_stats(&server, PATIENCE, |s| s.open == 0);
     assert_eq!(stats.rejected, 2);
 }
 
@@ -104,7 +102,7 @@ fn an_upgrade_by_post_gets_405_allowing_get() {
     assert_eq!(head.header("allow"), Some("GET"));
     assert_empty_refusal(&head, &body, 405);
     assert_eq!(
-        wait_for_stats(&server, Duration::from_secs(3), |s| s.open == 0).rejected,
+        wait_for_stats(&server, PATIENCE, |s| s.open == 0).rejected,
         1
     );
 }
@@ -142,7 +140,7 @@ fn requests_over_the_header_limits_get_431() {
     assert_eq!(head.status_line, too_large, "nine headers");
     assert_empty_refusal(&head, &body, 431);
 
-    let stats = wait_for_stats(&server, Duration::from_secs(3), |s| s.open == 0);
+    let stats = wait_for_stats(&server, PATIENCE, |s| s.open == 0);
     assert_eq!((stats.rejected, stats.accepted), (3, 5));
 }
 
@@ -207,7 +205,7 @@ fn on_http_serves_a_page_and_closes() {
     assert_empty_refusal(&head, &body, 426);
 
     // Serving a page is not refusing an upgrade.
-    let stats = wait_for_stats(&server, Duration::from_secs(3), |s| s.open == 0);
+    let stats = wait_for_stats(&server, PATIENCE, |s| s.open == 0);
     assert_eq!((stats.accepted, stats.rejected), (2, 1));
 }
 
@@ -226,7 +224,7 @@ fn on_upgrade_refuses_a_foreign_origin_with_403() {
         &upgrade_plus(&format!("Origin: {ORIGIN}")),
     );
     assert_eq!(head.status(), 101, "the site's own origin is accepted");
-    let stats = wait_for_stats(&server, Duration::from_secs(3), |s| s.open == 1);
+    let stats = wait_for_stats(&server, PATIENCE, |s| s.open == 1);
     assert_eq!(stats.rejected, 1);
 }
 

@@ -10,10 +10,9 @@ mod http;
 mod server;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use http::{exchange, upgrade_with};
-use server::{start, test_config, wait_for_stats};
+use server::{PATIENCE, start, test_config, wait_for_stats};
 use tungstenite::Message as T;
 use wsreactor::{Handler, HttpRequest, HttpResponse, Request, Socket, Upgrade};
 
@@ -115,7 +114,7 @@ fn a_refusal_carries_its_body_and_headers() {
     assert_eq!(head.header("content-length"), Some("10"));
     assert!(head.has_token("connection", "close"));
     assert_eq!(body, b"try later\n");
-    let stats = wait_for_stats(&server, Duration::from_secs(3), |s| s.open == 0);
+    let stats = wait_for_stats(&server, PATIENCE, |s| s.open == 0);
     assert_eq!(stats.rejected, 1);
 }
 

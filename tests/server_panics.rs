@@ -6,10 +6,9 @@
 mod server;
 
 use std::io::Write;
-use std::time::Duration;
 
 use server::{
-    Client, assert_echo, connect, raw, read_head, read_until_closed, start, test_config,
+    Client, PATIENCE, assert_echo, connect, raw, read_head, read_until_closed, start, test_config,
     wait_for_stats,
 };
 use tungstenite::Message as T;
@@ -80,8 +79,9 @@ fn server_with_bystander() -> (ServerHandle, Client) {
     let server = start(config, Fragile);
     let mut bystander = connect(server.local_addr(), "/");
     if let tungstenite::stream::MaybeTlsStream::Plain(s) = bystander.get_ref() {
-        // A reactor that died would leave the bystander waiting: fail soon instead.
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        // A reactor that died would leave the bystander waiting: the read fails at
+        // the hang guard rather than hang.
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
     }
     assert_echo(&mut bystander, "before");
     (server, bystander)
@@ -105,7 +105,7 @@ fn close_code(ws: &mut Client) -> Option<u16> {
 /// server closed the connection behind the response.
 fn status_for(server: &ServerHandle, request: &str) -> String {
     let mut s = raw(server.local_addr());
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
     s.write_all(request.as_bytes()).unwrap();
     let head = read_head(&mut s);
     read_until_closed(&mut s);
@@ -128,7 +128,7 @@ fn a_panic_in_on_message_closes_that_client_with_1011() {
     assert_echo(&mut bystander, "after");
     let mut newcomer = connect(server.local_addr(), "/");
     assert_echo(&mut newcomer, "new here");
-    let stats = wait_for_stats(&server, Duration::from_secs(3), |s| {
+    let stats = wait_for_stats(&server, PATIENCE, |s| {
         s.closed_with(1011) == 1 && s.open == 2
     });
     assert_eq!(stats.closed(), 1);
@@ -142,7 +142,7 @@ fn a_panic_in_on_open_closes_that_client_with_1011() {
     drop(victim);
 
     assert_echo(&mut bystander, "after");
-    let stats = wait_for_stats(&server, Duration::from_secs(3), |s| {
+    let stats = wait_for_stats(&server, PATIENCE, |s| {
         s.closed_with(1011) == 1 && s.open == 1
     });
     assert_eq!(stats.closed(), 1);
@@ -160,7 +160,7 @@ fn a_panic_in_on_upgrade_or_on_http_answers_500() {
         "HTTP/1.1 500 Internal Server Error"
     );
     assert_echo(&mut bystander, "after");
-    let stats = wait_for_stats(&server, Duration::from_secs(3), |s| s.open == 1);
+    let stats = wait_for_stats(&server, PATIENCE, |s| s.open == 1);
     assert_eq!((stats.rejected, stats.closed()), (2, 0));
 }
 
@@ -177,7 +177,7 @@ fn a_panic_in_on_close_does_not_stop_the_reactor() {
     drop(victim);
 
     assert_echo(&mut bystander, "after");
-    let stats = wait_for_stats(&server, Duration::from_secs(3), |s| {
+    let stats = wait_for_stats(&server, PATIENCE, |s| {
         s.closed_with(1005) == 1 && s.open == 1
     });
     assert_eq!(stats.closed(), 1);

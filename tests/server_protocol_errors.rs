@@ -8,11 +8,10 @@ mod util;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
 
 use server::{
-    Client, Echo, assert_echo, connect, raw_ws, read_close_code, read_frame, read_until_closed,
-    start, test_config, wait_for_stats,
+    Client, Echo, PATIENCE, assert_echo, connect, raw_ws, read_close_code, read_frame,
+    read_until_closed, start, test_config, wait_for_stats,
 };
 use util::{client_frame, frame};
 use wsreactor::proto::frame::{FrameHeader, OpCode};
@@ -33,14 +32,17 @@ impl Bench {
     fn start(config: Config) -> Bench {
         let server = start(config, Echo);
         let mut good = connect(server.local_addr(), "/");
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = good.get_ref() {
+            s.set_read_timeout(Some(PATIENCE)).unwrap();
+        }
         assert_echo(&mut good, "before");
         Bench { good, server }
     }
 
-    /// A raw connection past the upgrade, with a short read timeout.
+    /// A raw connection past the upgrade; a read that times out is a hang.
     fn raw(&self) -> TcpStream {
         let s = raw_ws(self.server.local_addr());
-        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
         s
     }
 
@@ -65,7 +67,7 @@ impl Bench {
     /// Waits until `n` connections have closed with `code`, none with another code,
     /// and only the good client is open.
     fn assert_closes(&self, code: u16, n: u64) {
-        let stats = wait_for_stats(&self.server, Duration::from_secs(3), |s| {
+        let stats = wait_for_stats(&self.server, PATIENCE, |s| {
             s.closed_with(code) == n && s.open == 1
         });
         assert_eq!(stats.closed(), n, "closes with other codes: {stats:?}");
@@ -275,7 +277,7 @@ fn valid_close_codes_are_echoed_and_counted() {
         let payload = [&code.to_be_bytes()[..], "fin ✓".as_bytes()].concat();
         assert_eq!(bench.close_code_after(&close(&payload)), code);
     }
-    let stats = wait_for_stats(&bench.server, Duration::from_secs(3), |s| {
+    let stats = wait_for_stats(&bench.server, PATIENCE, |s| {
         s.closed() == codes.len() as u64 && s.open == 1
     });
     assert_eq!(

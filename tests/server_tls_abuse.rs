@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
-use tls::{Certs, certs, frame, read_frame, start_tls, tls_ws};
+use tls::{Certs, PATIENCE, certs, frame, read_frame, start_tls, tls_ws, try_tls_ws};
 use wsreactor::{Config, Handler, Message, ServerHandle, Socket};
 
 #[global_allocator]
@@ -36,8 +36,9 @@ fn serial() -> MutexGuard<'static, ()> {
 
 const KIB: usize = 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(1000);
-/// For peers that must be closed for what they send, not by the timeout.
-const LONG: Duration = Duration::from_secs(8);
+/// How much earlier than configured a timeout may fire: the timer wheel's tick (the
+/// shortest timeout, here the 500 ms close timeout, over 8).
+const TICK: Duration = Duration::from_micros(500_000 / 8);
 
 #[derive(Clone)]
 struct Echo;
@@ -49,22 +50,42 @@ impl Handler for Echo {
     }
 }
 
+/// A server whose handshake timeout is the point of the test.
 fn start(certs: &Certs) -> ServerHandle {
-    start_with(certs, HANDSHAKE_TIMEOUT)
+    start_with(certs, Some(HANDSHAKE_TIMEOUT))
 }
 
-fn start_with(certs: &Certs, handshake_timeout: Duration) -> ServerHandle {
+/// A server with `handshake_timeout`: `None` where what must close a peer is what it
+/// sends, so that nothing else can.
+fn start_with(certs: &Certs, handshake_timeout: Option<Duration>) -> ServerHandle {
     let config = Config::default()
         .with_reactors(1)
-        .with_handshake_timeout(Some(handshake_timeout))
+        .with_handshake_timeout(handshake_timeout)
         .with_close_timeout(Duration::from_millis(500))
         .with_backpressure(256 * KIB, wsreactor::BackpressurePolicy::Drop);
     start_tls(config, certs, Echo)
 }
 
-/// A good wss client: upgrades, and gets its message back.
-fn assert_served(addr: SocketAddr, config: &Arc<ClientConfig>) {
-    let mut s = tls_ws(addr, config);
+/// A good wss client: upgrades, and gets its message back. A server with a handshake
+/// `timeout` may rightly drop one that took longer than that to upgrade (a busy
+/// machine can make it): it tries again; an upgrade that fails sooner, or at a
+/// server without the timeout, is the server's fault.
+fn assert_served(addr: SocketAddr, config: &Arc<ClientConfig>, timeout: Option<Duration>) {
+    let mut attempts = 0;
+    let mut s = loop {
+        let started = Instant::now();
+        match try_tls_ws(addr, config) {
+            Ok(s) => break s,
+            Err(e) => {
+                let took = started.elapsed();
+                attempts += 1;
+                assert!(
+                    timeout.is_some_and(|t| took >= t - TICK) && attempts < 10,
+                    "a good client was not served (after {took:?}): {e}"
+                );
+            }
+        }
+    };
     s.write_all(&frame(0x1, true, b"good")).unwrap();
     s.flush().unwrap();
     assert_eq!(read_frame(&mut s), Some((0x81, b"good".to_vec())));
@@ -72,18 +93,32 @@ fn assert_served(addr: SocketAddr, config: &Arc<ClientConfig>) {
 
 fn tcp(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
     s.set_nodelay(true).unwrap();
     s
 }
 
-/// Reads until the server closes; returns what it sent and when it closed.
+/// Whether a read error is the read timeout: the server kept the connection.
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Reads until the server closes (a FIN or a reset); returns what it sent and when
+/// it closed. Panics if the read times out: the server kept the connection open.
 fn until_closed(s: &mut TcpStream) -> (Vec<u8>, Instant) {
     let mut all = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         match s.read(&mut buf) {
-            Ok(0) | Err(_) => return (all, Instant::now()),
+            Ok(0) => return (all, Instant::now()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                assert!(!timed_out(&e), "the server kept the connection open");
+                return (all, Instant::now());
+            }
             Ok(n) => all.extend_from_slice(&buf[..n]),
         }
     }
@@ -109,11 +144,11 @@ fn is_alert(bytes: &[u8]) -> bool {
 fn plain_http_and_random_bytes_at_the_tls_port_get_an_alert_and_are_closed() {
     let _serial = serial();
     let certs = certs();
-    // A long handshake timeout: what closes these peers is their bytes.
-    let server = start_with(&certs, LONG);
+    // No handshake timeout: only their bytes can close these peers.
+    let server = start_with(&certs, None);
     let addr = server.local_addr();
     let config = certs.client_config();
-    assert_served(addr, &config);
+    assert_served(addr, &config, None);
     let before = live_alloc::live();
     let mut http = tcp(addr);
     http.write_all(tls::UPGRADE.as_bytes()).unwrap();
@@ -122,14 +157,11 @@ fn plain_http_and_random_bytes_at_the_tls_port_get_an_alert_and_are_closed() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     random.write_all(&noise).unwrap();
-    let start = Instant::now();
-    let (got, closed) = until_closed(&mut http);
+    let (got, _) = until_closed(&mut http);
     assert!(is_alert(&got), "{got:?}");
-    assert!(closed - start < LONG / 2, "closed at once");
-    let (got, closed) = until_closed(&mut random);
+    let (got, _) = until_closed(&mut random);
     assert!(got.is_empty() || is_alert(&got), "{got:?}");
-    assert!(closed - start < LONG / 2, "closed at once");
-    assert_served(addr, &config);
+    assert_served(addr, &config, None);
     let grown = live_alloc::live().saturating_sub(before);
     println!("plain HTTP and noise: heap +{grown} B after");
     assert!(grown < 64 * KIB);
@@ -139,26 +171,28 @@ fn plain_http_and_random_bytes_at_the_tls_port_get_an_alert_and_are_closed() {
 fn a_record_announcing_more_than_tls_allows_is_refused_without_waiting_for_it() {
     let _serial = serial();
     let certs = certs();
-    let server = start_with(&certs, LONG);
+    // No handshake timeout: only the record can close these peers.
+    let server = start_with(&certs, None);
     let addr = server.local_addr();
     let mut huge = tcp(addr);
     // A handshake record of 65,535 bytes (TLS allows 16 KiB + 256), and some of it.
     let mut record = vec![22, 3, 1, 0xff, 0xff];
     record.extend(std::iter::repeat_n(0u8, 1000));
     huge.write_all(&record).unwrap();
-    let start = Instant::now();
-    let (_, closed) = until_closed(&mut huge);
-    assert!(closed - start < LONG / 2, "refused at once");
+    // Closed without the rest of the record (it never comes).
+    until_closed(&mut huge);
     // After the handshake too: an application-data record too long.
     let config = certs.client_config();
     let mut s = tls_ws(addr, &config);
     s.sock.write_all(&[23, 3, 3, 0x48, 0x01]).unwrap();
     s.sock.write_all(&[0u8; 512]).unwrap();
-    let start = Instant::now();
     let mut buf = Vec::new();
-    assert!(s.read_to_end(&mut buf).is_err(), "ends with an alert");
-    assert!(start.elapsed() < LONG / 2);
-    assert_served(addr, &config);
+    let ended = s.read_to_end(&mut buf);
+    assert!(
+        matches!(&ended, Err(e) if !timed_out(e)),
+        "ends with an alert, without waiting for the record: {ended:?}"
+    );
+    assert_served(addr, &config, None);
 }
 
 #[test]
@@ -168,25 +202,27 @@ fn a_cut_client_hello_then_silence_is_dropped_at_the_handshake_timeout() {
     let server = start(&certs);
     let addr = server.local_addr();
     let config = certs.client_config();
+    let timeout = Some(HANDSHAKE_TIMEOUT);
     let (_, hello) = client_hello(&config);
+    let start = Instant::now();
     let mut cut = tcp(addr);
     cut.write_all(&hello[..hello.len() / 2]).unwrap();
-    let start = Instant::now();
     // Served meanwhile.
-    assert_served(addr, &config);
+    assert_served(addr, &config, timeout);
     let (got, closed) = until_closed(&mut cut);
     assert!(got.is_empty(), "no answer to half a hello: {got:?}");
     let waited = closed - start;
     println!("cut ClientHello: dropped after {waited:?}");
     assert!(
-        waited >= HANDSHAKE_TIMEOUT - Duration::from_millis(100) && waited < HANDSHAKE_TIMEOUT * 4,
-        "{waited:?}"
+        waited >= HANDSHAKE_TIMEOUT - TICK,
+        "dropped after {waited:?}"
     );
     assert!(wait_rejected(&server, 1));
 }
 
+/// Whether at least `n` handshakes come to be counted as rejected within [`PATIENCE`].
 fn wait_rejected(server: &ServerHandle, n: u64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     while server.stats().rejected < n {
         if Instant::now() > deadline {
             return false;
@@ -200,7 +236,8 @@ fn wait_rejected(server: &ServerHandle, n: u64) -> bool {
 fn a_client_hello_sent_byte_by_byte_completes_the_handshake() {
     let _serial = serial();
     let certs = certs();
-    let server = start(&certs);
+    // No handshake timeout: a busy machine may take seconds over the bytes' pauses.
+    let server = start_with(&certs, None);
     let config = certs.client_config();
     let (mut conn, hello) = client_hello(&config);
     let mut sock = tcp(server.local_addr());
@@ -222,38 +259,59 @@ fn a_client_hello_sent_byte_by_byte_completes_the_handshake() {
 }
 
 /// Stalled handshakes cost the server a bounded amount each, all of it returned at
-/// the handshake timeout; a good client is served throughout.
+/// the handshake timeout; a good client is served throughout. Measured on a server
+/// without the timeout, so that all of them are held at once however long a busy
+/// machine takes to connect them; let go on one with it.
 #[test]
 fn many_stalled_handshakes_are_bounded_and_let_go() {
     const STALLED: usize = 2000;
     let _serial = serial();
     let certs = certs();
-    // Long enough for all of them to be held at once (a slow machine included).
-    let server = start_with(&certs, Duration::from_secs(4));
-    let addr = server.local_addr();
     let config = certs.client_config();
     let (_, hello) = client_hello(&config);
-    assert_served(addr, &config);
+    let stall = |addr: SocketAddr| -> Vec<TcpStream> {
+        (0..STALLED)
+            .map(|_| {
+                let mut s = tcp(addr);
+                s.write_all(&hello[..hello.len() - 10]).unwrap();
+                s
+            })
+            .collect()
+    };
+
+    let server = start_with(&certs, None);
+    let addr = server.local_addr();
+    assert_served(addr, &config, None);
     let before = live_alloc::live();
-    let stalled: Vec<TcpStream> = (0..STALLED)
-        .map(|_| {
-            let mut s = tcp(addr);
-            s.write_all(&hello[..hello.len() - 10]).unwrap();
-            s
-        })
-        .collect();
-    assert_served(addr, &config);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.stats().accepted < STALLED as u64 + 2 && Instant::now() < deadline {
+    let stalled = stall(addr);
+    assert_served(addr, &config, None);
+    // Every stalled one accepted, the good ones gone.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let stats = server.stats();
+        if stats.accepted == STALLED as u64 + 2 && stats.open == STALLED as u64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stats:?}");
         std::thread::sleep(Duration::from_millis(5));
     }
     let during = live_alloc::live();
     let each = during.saturating_sub(before) / STALLED;
     println!("{each} bytes per stalled TLS handshake");
     assert!(each < 16 * KIB, "{each} bytes per stalled handshake");
+    drop(stalled);
+    drop(server);
+
+    let server = start(&certs);
+    let addr = server.local_addr();
+    let timeout = Some(HANDSHAKE_TIMEOUT);
+    assert_served(addr, &config, timeout);
+    let before = live_alloc::live();
+    let stalled = stall(addr);
+    assert_served(addr, &config, timeout);
     assert!(wait_rejected(&server, STALLED as u64));
     drop(stalled);
-    assert_served(addr, &config);
+    assert_served(addr, &config, timeout);
     let after = live_alloc::live();
     println!(
         "after the stalled handshakes: heap +{} B",
@@ -275,10 +333,10 @@ fn many_stalled_handshakes_are_bounded_and_let_go() {
 fn a_record_flood_from_a_peer_that_never_reads_stays_bounded() {
     let _serial = serial();
     let certs = certs();
-    let server = start(&certs);
+    let server = start_with(&certs, None);
     let addr = server.local_addr();
     let config = certs.client_config();
-    assert_served(addr, &config);
+    assert_served(addr, &config, None);
     let before = live_alloc::live();
     let mut s = tls_ws(addr, &config);
     s.sock.set_nonblocking(true).unwrap();
@@ -308,7 +366,7 @@ fn a_record_flood_from_a_peer_that_never_reads_stays_bounded() {
         "{} KiB of records sent before the server stopped reading",
         sent / KIB
     );
-    assert_served(addr, &config);
+    assert_served(addr, &config, None);
     let grown = live_alloc::live().saturating_sub(before);
     println!(
         "record flood: heap +{} KiB while the peer does not read",
@@ -318,5 +376,5 @@ fn a_record_flood_from_a_peer_that_never_reads_stays_bounded() {
     // kernel refused (about 128 KiB at most), our client's own buffers.
     assert!(grown < 1024 * KIB, "{} KiB grew", grown / KIB);
     drop(s);
-    assert_served(addr, &config);
+    assert_served(addr, &config, None);
 }

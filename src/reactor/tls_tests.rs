@@ -12,6 +12,10 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
 use super::Sessions;
 
+/// How long a wait may last before the test calls it a hang (as `tests/util`'s
+/// `PATIENCE`): a guard, never a measure.
+const PATIENCE: Duration = Duration::from_secs(60);
+
 /// A server and a client configuration: a CA, and a leaf it signed for localhost.
 fn configs() -> (super::TlsConfig, Arc<ClientConfig>) {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -72,14 +76,25 @@ fn client_hello(client: &mut ClientConnection) -> Vec<u8> {
     hello
 }
 
-/// Reads plaintext from the session until `want` bytes or `deadline`.
+/// Waits until the kernel holds `len` bytes for the server's side to read: what the
+/// next read takes is then what the test wrote, not what had arrived by then.
+fn wait_readable(stream: &mio::net::TcpStream, len: usize) {
+    let mut peeked = vec![0u8; len];
+    let deadline = Instant::now() + PATIENCE;
+    while stream.peek(&mut peeked).unwrap_or(0) < len {
+        assert!(Instant::now() < deadline, "{len} bytes did not arrive");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Reads plaintext from the session until `want` bytes (or a hang).
 fn read_plain(
     sessions: &mut Sessions,
     stream: &mut mio::net::TcpStream,
     buf: &mut [u8],
     want: usize,
 ) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     let mut got = Vec::new();
     while got.len() < want && Instant::now() < deadline {
         match sessions.read(0, 1, stream, buf, usize::MAX).result {
@@ -111,13 +126,17 @@ fn application_data_behind_the_clients_finished_is_read_in_pieces() {
     let mut buf = vec![0u8; 20 * 1024];
 
     // The handshake up to the client's Finished, which the client holds back.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     while client.is_handshaking() {
         assert!(Instant::now() < deadline, "the handshake did not finish");
+        let mut written = 0;
         while client.wants_write() {
-            client.write_tls(&mut client_tcp).unwrap();
+            written += client.write_tls(&mut client_tcp).unwrap();
         }
-        std::thread::sleep(Duration::from_millis(5));
+        if written == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        wait_readable(&stream, written);
         let result = sessions
             .read(0, 1, &mut stream, &mut buf, usize::MAX)
             .result;
@@ -137,7 +156,8 @@ fn application_data_behind_the_clients_finished_is_read_in_pieces() {
     }
 
     // The Finished and the data in one write (from a thread: the kernel may not
-    // take it all before the server reads), in the kernel before the read.
+    // take it all before the server reads), in the kernel before the read: all of
+    // it, or 64 KiB, far more than the buffer takes, where the kernel holds less.
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     client.writer().write_all(&data).unwrap();
     let mut flight = Vec::new();
@@ -145,9 +165,10 @@ fn application_data_behind_the_clients_finished_is_read_in_pieces() {
         client.write_tls(&mut flight).unwrap();
     }
     assert!(flight.len() > data.len());
+    let waiting = flight.len().min(64 * 1024);
     let mut writer = client_tcp.try_clone().unwrap();
     let written = std::thread::spawn(move || writer.write_all(&flight));
-    std::thread::sleep(Duration::from_millis(100));
+    wait_readable(&stream, waiting);
 
     let got = read_plain(&mut sessions, &mut stream, &mut buf, data.len());
     assert_eq!(got.len(), data.len());
@@ -187,8 +208,9 @@ fn a_write_while_a_split_handshake_message_waits_does_not_panic() {
         r
     };
     let (first, second) = body.split_at(body.len() / 2);
-    client_tcp.write_all(&record(first)).unwrap();
-    std::thread::sleep(Duration::from_millis(20));
+    let (first, second) = (record(first), record(second));
+    client_tcp.write_all(&first).unwrap();
+    wait_readable(&stream, first.len());
     let mut buf = vec![0u8; 20 * 1024];
     let result = sessions
         .read(0, 1, &mut stream, &mut buf, usize::MAX)
@@ -204,17 +226,15 @@ fn a_write_while_a_split_handshake_message_waits_does_not_panic() {
     sessions.close_notify(0, 1);
 
     // The second half completes the ClientHello: the handshake goes on.
-    client_tcp.write_all(&record(second)).unwrap();
-    std::thread::sleep(Duration::from_millis(20));
+    client_tcp.write_all(&second).unwrap();
+    wait_readable(&stream, second.len());
     let result = sessions
         .read(0, 1, &mut stream, &mut buf, usize::MAX)
         .result;
     assert!(matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
     while !sessions.flush(0, 1, &mut stream).unwrap() {}
     let mut flight = vec![0u8; 16 * 1024];
-    client_tcp
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    client_tcp.set_read_timeout(Some(PATIENCE)).unwrap();
     let n = std::io::Read::read(&mut client_tcp, &mut flight).unwrap();
     assert_eq!(flight[0], 22, "the ServerHello follows ({n} bytes)");
 }
@@ -239,7 +259,7 @@ fn a_refused_message_with_another_behind_it_is_an_alert_not_a_panic() {
     bytes.extend_from_slice(&(body.len() as u16).to_be_bytes());
     bytes.extend_from_slice(&body);
     client_tcp.write_all(&bytes).unwrap();
-    std::thread::sleep(Duration::from_millis(20));
+    wait_readable(&stream, bytes.len());
     let mut buf = vec![0u8; 20 * 1024];
     let result = sessions
         .read(0, 1, &mut stream, &mut buf, usize::MAX)

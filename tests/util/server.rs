@@ -23,6 +23,15 @@ pub fn test_config() -> Config {
         .with_close_timeout(Duration::from_millis(500))
 }
 
+/// [`test_config`] for tests that are not about the handshake or close timeouts:
+/// those only a hang reaches, since a busy machine can stall a client between its
+/// connect and its request (or its close reply) for longer than 500 ms.
+pub fn patient_config() -> Config {
+    test_config()
+        .with_handshake_timeout(Some(PATIENCE))
+        .with_close_timeout(PATIENCE)
+}
+
 /// Starts `handler` on 127.0.0.1:0.
 pub fn start<H: Handler>(config: Config, handler: H) -> ServerHandle {
     Server::bind("127.0.0.1:0", config)
@@ -257,4 +266,27 @@ pub fn ws_client(addr: SocketAddr, path: &str) -> wsreactor::client::Client {
         .read_timeout(Some(Duration::from_secs(20)))
         .connect()
         .expect("client connects")
+}
+
+/// Waits until every reactor of `server` has ended the loop turn it was in when this
+/// was called, so that whatever it was doing then (the turn that wrote a reply the
+/// test has just read, with the buffers it held) is over. A reactor counts a turn
+/// when its wait for events returns and publishes the count when the turn ends; an
+/// idle one turns at least once a timer tick (at most 250 ms).
+pub fn wait_for_turns(server: &ServerHandle) {
+    let started = Instant::now();
+    let before: Vec<u64> = server
+        .reactor_stats()
+        .iter()
+        .map(|s| s.loop_turns)
+        .collect();
+    while !server
+        .reactor_stats()
+        .iter()
+        .zip(&before)
+        .all(|(now, &then)| now.loop_turns > then)
+    {
+        assert!(started.elapsed() < PATIENCE, "a reactor stopped turning");
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }

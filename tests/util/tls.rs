@@ -14,6 +14,11 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use wsreactor::client::crypto_provider;
 use wsreactor::{Config, Handler, Server, ServerHandle};
 
+/// How long a read waits before the test calls it a hang: the same guard as
+/// `util/server.rs`'s `PATIENCE` (this file is included without it). Never a
+/// measure: a busy machine may take many times longer than an idle one.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
 /// A CA, a server certificate it signed for `localhost` and 127.0.0.1, in DER and PEM.
 pub struct Certs {
     pub roots: RootCertStore,
@@ -77,20 +82,25 @@ pub fn start_tls<H: Handler>(config: Config, certs: &Certs, handler: H) -> Serve
 
 pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 
-/// A TLS connection to `addr` whose handshake is done.
+/// A TLS connection to `addr` whose handshake is done (reads time out after
+/// [`PATIENCE`]).
 pub fn tls_raw(addr: SocketAddr, config: &Arc<ClientConfig>) -> TlsStream {
-    let tcp = TcpStream::connect(addr).expect("tcp connects");
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    tcp.set_nodelay(true).unwrap();
+    try_tls_raw(addr, config).expect("TLS handshake completes")
+}
+
+/// As [`tls_raw`], with the error if the handshake fails (a server that drops the
+/// connection, say).
+pub fn try_tls_raw(addr: SocketAddr, config: &Arc<ClientConfig>) -> std::io::Result<TlsStream> {
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(PATIENCE))?;
+    tcp.set_nodelay(true)?;
     let name = ServerName::try_from("localhost").unwrap();
     let conn = ClientConnection::new(config.clone(), name).unwrap();
     let mut tls = StreamOwned::new(conn, tcp);
     while tls.conn.is_handshaking() {
-        tls.conn
-            .complete_io(&mut tls.sock)
-            .expect("TLS handshake completes");
+        tls.conn.complete_io(&mut tls.sock)?;
     }
-    tls
+    Ok(tls)
 }
 
 pub const UPGRADE: &str = "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
@@ -98,11 +108,22 @@ Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSoc
 
 /// A TLS connection that has completed the WebSocket upgrade (the 101 is read).
 pub fn tls_ws(addr: SocketAddr, config: &Arc<ClientConfig>) -> TlsStream {
-    let mut s = tls_raw(addr, config);
-    s.write_all(UPGRADE.as_bytes()).unwrap();
+    try_tls_ws(addr, config).expect("TLS handshake and upgrade")
+}
+
+/// As [`tls_ws`], with the error if the handshake or the upgrade fails (a response
+/// other than 101 is `InvalidData`).
+pub fn try_tls_ws(addr: SocketAddr, config: &Arc<ClientConfig>) -> std::io::Result<TlsStream> {
+    let mut s = try_tls_raw(addr, config)?;
+    s.write_all(UPGRADE.as_bytes())?;
     let head = read_head(&mut s);
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    s
+    if !head.starts_with("HTTP/1.1 101") {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("no 101: {head:?}"),
+        ));
+    }
+    Ok(s)
 }
 
 /// Reads an HTTP head, byte by byte (nothing after it is consumed).

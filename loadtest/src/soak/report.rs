@@ -99,6 +99,11 @@ pub struct ServerSummary {
     pub rss_end_vs_baseline_percent: f64,
     pub rss_end_vs_start_percent: f64,
     pub rss_tolerance_percent: f64,
+    /// What the mix can make the server hold at once: the end may exceed the
+    /// baseline and its tolerance by this much (see `headroom.rs`).
+    pub rss_headroom: super::Headroom,
+    /// The most the end may be: the baseline, its tolerance, and the headroom.
+    pub rss_bound_bytes: u64,
     pub sockets_start: usize,
     pub sockets_after_warmup: Option<usize>,
     /// `None`: the server was gone.
@@ -242,11 +247,15 @@ impl SoakReport {
                     s.rss_end_bytes.map_or(f64::NAN, mib)
                 );
                 println!(
-                    "                end vs baseline ({}): {:+.1}% (at most {:+.0}%); end vs start: {:+.1}%",
-                    s.rss_baseline,
-                    s.rss_end_vs_baseline_percent,
+                    "                end vs baseline ({}): {:+.1}%; end vs start: {:+.1}%",
+                    s.rss_baseline, s.rss_end_vs_baseline_percent, s.rss_end_vs_start_percent
+                );
+                println!(
+                    "                bound {:.1} MiB: the baseline {:+.0}%, and what the mix may hold at once: {:.1} MiB of queues, {:.1} MiB of frames",
+                    mib(s.rss_bound_bytes),
                     s.rss_tolerance_percent,
-                    s.rss_end_vs_start_percent
+                    mib(s.rss_headroom.queues_bytes),
+                    mib(s.rss_headroom.frames_bytes)
                 );
                 println!(
                     "  server fds    {} sockets at the start, {} after the warm-up, {} at the end ({:.1} s after the last client closed)",

@@ -45,10 +45,13 @@ pub(crate) struct Compressors {
     next_sweep: Instant,
     shared: [Option<Deflater>; WINDOWS],
     own: HashMap<u32, Own>,
-    /// The compressed form of shared frames sent in this turn, per window, with
-    /// the frame it was made from (kept alive, so its address cannot be reused by
-    /// another frame while the entry exists). Cleared at the end of every turn.
-    cache: Vec<(Bytes, u8, Bytes)>,
+    /// The compressed form of shared frames sent in this turn (`None`: not worth
+    /// compressing), by the frame's identity (address and length) and window,
+    /// with the frame it was made from (kept alive, so its address cannot be
+    /// reused by another frame while the entry exists). Cleared at the end of
+    /// every turn. A map: a turn may publish a thousand frames to a thousand
+    /// subscribers, and each delivery looks its frame up.
+    cache: HashMap<(usize, usize, u8), (Bytes, Option<Bytes>)>,
     /// Where a message is compressed before it is framed.
     pub(crate) buf: Vec<u8>,
 }
@@ -63,7 +66,7 @@ impl Compressors {
             next_sweep: crate::config::deadline(Instant::now(), settings.release_after),
             shared: Default::default(),
             own: HashMap::new(),
-            cache: Vec::new(),
+            cache: HashMap::new(),
             buf: Vec::new(),
         }))
     }
@@ -130,11 +133,19 @@ impl Compressors {
         frame: &Bytes,
     ) -> Option<Bytes> {
         let bits = params.compressor(Role::Server).window_bits;
-        if let Some((_, _, compressed)) = self.cache.iter().find(|(source, b, _)| {
-            *b == bits && source.as_ptr() == frame.as_ptr() && source.len() == frame.len()
-        }) {
-            return Some(compressed.clone());
+        let identity = (frame.as_ptr() as usize, frame.len(), bits);
+        if let Some((_, compressed)) = self.cache.get(&identity) {
+            return compressed.clone();
         }
+        let compressed = self.compress_shared(bits, frame);
+        self.cache
+            .insert(identity, (frame.clone(), compressed.clone()));
+        compressed
+    }
+
+    /// `frame` compressed without context for a window of `bits`, if it is a whole
+    /// data message at least as long as the threshold that compresses.
+    fn compress_shared(&mut self, bits: u8, frame: &Bytes) -> Option<Bytes> {
         // Frames from this crate's `encode` (or a caller's own): server frames,
         // read as a client reads them.
         let (header, header_len) = FrameHeader::parse(frame, Role::Client, 0).ok()??;
@@ -170,9 +181,7 @@ impl Compressors {
             out.freeze()
         });
         self.restore(buf);
-        let compressed = compressed?;
-        self.cache.push((frame.clone(), bits, compressed.clone()));
-        Some(compressed)
+        compressed
     }
 
     /// Puts the compress buffer back, shrunk if a large message grew it.
@@ -198,6 +207,9 @@ impl Compressors {
     /// The end of a loop turn: the shared frames' compressed forms are let go.
     pub(crate) fn end_turn(&mut self) {
         self.cache.clear();
+        if self.cache.capacity() > 1024 {
+            self.cache.shrink_to(64);
+        }
     }
 
     /// Releases the compressors unused since the last sweep, once per

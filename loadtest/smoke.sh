@@ -23,8 +23,10 @@ PY
 
 out=$target/smoke
 mkdir -p "$out"
+# The timeouts are hang guards only: a run takes its few seconds and its ramp and
+# drain, and a busy machine may stretch them many times over.
 start_echo
-timeout 60 "$target/wsload" echo --url "ws://$addr/" --connections 200 --pipeline 2 \
+timeout 300 "$target/wsload" echo --url "ws://$addr/" --connections 200 --pipeline 2 \
     --duration 4 --warmup 1 --server-pid "$server" --quiet --strict --json "$out/ws.json"
 kill -TERM "$server"
 wait "$server"
@@ -37,7 +39,7 @@ cargo build --release --locked --quiet --features tls -p wsload -p wsreactor --e
 "$target/wsload" cert --out "$out" >/dev/null
 echo_flags=(--tls-cert "$out/cert.pem" --tls-key "$out/key.pem")
 start_echo
-timeout 60 "$target/wsload" echo --url "wss://$addr/" --ca "$out/ca.pem" --connections 200 \
+timeout 300 "$target/wsload" echo --url "wss://$addr/" --ca "$out/ca.pem" --connections 200 \
     --pipeline 2 --duration 2 --warmup 1 --server-pid "$server" --quiet --strict \
     --json "$out/wss.json"
 kill -TERM "$server"

@@ -5,6 +5,7 @@
 //!
 //! The client is rustls over a non-blocking socket, driven by hand, so that one
 //! thread can keep writing while it does not read.
+#![cfg(feature = "tls")]
 
 #[path = "util/server.rs"]
 mod server;

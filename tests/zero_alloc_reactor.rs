@@ -18,7 +18,7 @@ mod server;
 use std::time::Duration;
 
 use marked_alloc::{Counter, Marked, trace_from_now, trace_label};
-use server::{Client, connect, start, test_config};
+use server::{Client, PATIENCE, connect, start, test_config, wait_for_turns};
 use tungstenite::Message as T;
 use wsreactor::{Handler, Message, Socket};
 
@@ -35,8 +35,6 @@ const BURST: usize = 64;
 /// Messages in a pipelined burst of small texts only (about 140 KiB: several reads,
 /// most of them ending inside a frame).
 const TEXT_BURST: usize = 4096;
-/// Time for the reactor to finish the turn that wrote the last echo.
-const SETTLE: Duration = Duration::from_millis(100);
 
 /// Echoes every message, and counts the allocations of the thread it runs on. On the
 /// text "allocate" it also allocates, to show that the count sees it.
@@ -112,6 +110,9 @@ fn warmed_up() -> (wsreactor::ServerHandle, Client, Counter, Vec<u8>) {
         .with_idle_timeout(None);
     let server = start(config, MarkedEcho { counter });
     let mut ws = connect(server.local_addr(), "/");
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+    }
     let binary = binary();
     closed_loop(&mut ws, 100, &binary);
     burst(&mut ws, &binary);
@@ -119,7 +120,8 @@ fn warmed_up() -> (wsreactor::ServerHandle, Client, Counter, Vec<u8>) {
     text_burst(&mut ws);
     text_burst(&mut ws);
     closed_loop(&mut ws, 100, &binary);
-    std::thread::sleep(SETTLE);
+    // Counted once the turn that wrote the last echo is over, not while it runs.
+    wait_for_turns(&server);
     assert!(counter.get() > 0, "the reactor thread is marked");
     (server, ws, counter, binary)
 }
@@ -144,7 +146,7 @@ fn the_counter_sees_an_allocation_in_a_handler_on_the_reactor_thread() {
     let before = counter.get();
     ws.send(T::text("allocate")).expect("send");
     assert_eq!(ws.read().expect("read"), T::text("allocate"));
-    std::thread::sleep(SETTLE);
+    wait_for_turns(&server);
     assert!(counter.get() > before, "the handler's Box was counted");
     ws.close(None).ok();
     server.shutdown(Duration::from_secs(5)).expect("shutdown");
@@ -159,7 +161,7 @@ fn echoing_in_steady_state_allocates_nothing_on_the_reactor_thread() {
         trace_label(label);
         let before = counter.get();
         run(&mut ws);
-        std::thread::sleep(SETTLE);
+        wait_for_turns(&server);
         counter.get() - before
     };
     let closed = phase("closed loop", &mut |ws| closed_loop(ws, 500, &binary));

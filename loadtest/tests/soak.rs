@@ -381,10 +381,14 @@ fn a_server_that_keeps_memory_per_connection_fails_the_rss_bound() {
     let grown = live_alloc::live().saturating_sub(heap_before);
     let (r, stdout) = (&run.report(), &run.stdout());
 
-    // The leak is real: the heap kept every connection's bytes.
+    // The leak is real: the heap kept every connection's bytes (less at most 64 KiB
+    // the test harness may have freed meanwhile on its own threads).
     let opened = kept.lock().unwrap().len();
     let leaked = opened * LEAK;
-    assert!(grown >= leaked, "{grown} B grown, {leaked} B leaked");
+    assert!(
+        grown + (64 << 10) >= leaked,
+        "{grown} B grown, {leaked} B leaked"
+    );
 
     // And the RSS check saw it, alone: every other check passed.
     assert_eq!(run.status.code(), Some(1), "--strict fails: {stdout}");

@@ -238,6 +238,9 @@ impl<H: Handler> Reactor<H> {
             return false;
         }
         self.output.stats.turns += 1;
+        // Deadlines set in this turn count from now, not from the last tick the
+        // timers saw: the poll may have returned late, on a busy machine.
+        self.wheel.observe(Instant::now());
         for event in events.iter() {
             match event.token() {
                 LISTENER | LISTENER_TLS => self.accept_pending = true,

@@ -50,6 +50,12 @@ pub(crate) struct TimerWheel {
     slots: Vec<Vec<Entry>>,
     /// The last tick processed.
     now: Tick,
+    /// The tick the reactor last saw the clock in (when its poll returned): at
+    /// least `now`. Deadlines count from it, so that a reactor that woke late does
+    /// not set deadlines from a time already past. (Within a turn the clock is not
+    /// read again: a callback that blocks makes deadlines set after it in that turn
+    /// early by as long as it blocked. Callbacks must not block.)
+    current: Tick,
     /// The tick the wheel started at (1, or the configured origin for tests).
     origin: Tick,
     tick: Duration,
@@ -62,6 +68,7 @@ impl TimerWheel {
         TimerWheel {
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
             now: origin + 1,
+            current: origin + 1,
             origin: origin + 1,
             tick: tick.max(Duration::from_millis(1)),
             epoch,
@@ -85,9 +92,15 @@ impl TimerWheel {
             .clamp(1, MAX_TIMEOUT_TICKS)
     }
 
-    /// The deadline `ticks` ticks from now (plus one, since now is already under way).
+    /// Notes the time: deadlines set from now on count from `instant`'s tick.
+    pub(crate) fn observe(&mut self, instant: Instant) {
+        self.current = self.current.max(self.tick_of(instant));
+    }
+
+    /// The deadline `ticks` ticks from the current tick (plus one, since it is
+    /// already under way).
     pub(crate) fn deadline(&self, ticks: u32) -> Stamp {
-        stamp(self.now + u64::from(ticks) + 1)
+        stamp(self.current.max(self.now) + u64::from(ticks) + 1)
     }
 
     /// The last tick processed.

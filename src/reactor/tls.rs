@@ -133,6 +133,9 @@ pub(crate) enum Sink<'a> {
     Plain(&'a mut TcpStream),
     #[cfg(feature = "tls")]
     Tls(Writer<'a>),
+    /// A TLS connection without its session (a bug of ours): every write fails,
+    /// which closes the connection. A wss peer never gets a plaintext byte.
+    Lost,
 }
 
 /// The write side of a TLS session, with the reactor's buffers.
@@ -342,7 +345,8 @@ impl Sessions {
             .filter(|s| s.generation == generation)
         {
             Some(session) => write_out(&mut session.outgoing, stream),
-            None => Ok(true),
+            // Flushed only for TLS connections: one without its session is broken.
+            None => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
@@ -398,7 +402,7 @@ impl Sessions {
                 stream,
             });
         }
-        Sink::Plain(stream)
+        if tls { Sink::Lost } else { Sink::Plain(stream) }
     }
 }
 
@@ -758,7 +762,8 @@ impl Sessions {
     }
 
     pub(crate) fn flush(&mut self, _: usize, _: u32, _: &mut TcpStream) -> io::Result<bool> {
-        Ok(true)
+        // Without the feature no connection is TLS: nothing calls this.
+        Err(io::ErrorKind::NotConnected.into())
     }
 
     pub(crate) fn close_notify(&mut self, _: usize, _: u32) {}
@@ -767,10 +772,10 @@ impl Sessions {
         &'a mut self,
         _: usize,
         _: u32,
-        _: bool,
+        tls: bool,
         stream: &'a mut TcpStream,
     ) -> Sink<'a> {
-        Sink::Plain(stream)
+        if tls { Sink::Lost } else { Sink::Plain(stream) }
     }
 }
 
@@ -785,6 +790,7 @@ impl Write for Sink<'_> {
             Sink::Plain(stream) => stream.write_vectored(bufs),
             #[cfg(feature = "tls")]
             Sink::Tls(writer) => writer.write_vectored(bufs),
+            Sink::Lost => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 

@@ -269,3 +269,34 @@ fn a_refused_message_with_another_behind_it_is_an_alert_not_a_panic() {
         "{result:?}"
     );
 }
+
+/// A TLS connection whose session is missing (or belongs to the slot's previous
+/// connection) is a bug of ours: its writes fail, which closes it, and its peer
+/// never gets a plaintext byte. (The sink used to fall back to the plain socket.)
+#[test]
+fn a_tls_connection_without_its_session_gets_no_plaintext() {
+    let Connected {
+        mut client_tcp,
+        mut stream,
+        mut sessions,
+        ..
+    } = connected();
+    let pieces = [std::io::IoSlice::new(b"secret plaintext")];
+    // Slot 0 has a session of generation 1; generation 2 and slot 1 have none.
+    for (key, generation) in [(0, 2), (1, 1)] {
+        let mut sink = sessions.sink(key, generation, true, &mut stream);
+        let written = sink.write_vectored(&pieces);
+        assert!(written.is_err(), "{written:?}");
+        assert!(sessions.flush(key, generation, &mut stream).is_err());
+    }
+    // Plain connections are written as they are.
+    let mut sink = sessions.sink(1, 1, false, &mut stream);
+    assert_eq!(sink.write_vectored(&pieces).unwrap(), 16);
+    drop(stream);
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut client_tcp, &mut got).unwrap();
+    assert_eq!(
+        got, b"secret plaintext",
+        "only the plain write reached the wire"
+    );
+}

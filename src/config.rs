@@ -207,6 +207,10 @@ pub struct Config {
     /// Where the engine panics on purpose (the reactor's fault tests).
     #[cfg(test)]
     pub(crate) fault: Option<Fault>,
+    /// How far a reactor's generation counter moves per accept (1; tests make it
+    /// 2^32, so that every id shares its low 32 bits with the next).
+    #[cfg(test)]
+    pub(crate) generation_step: u64,
 }
 
 /// Where a test makes the engine panic ([`Config`]'s `fault`, tests only).
@@ -257,6 +261,8 @@ impl Default for Config {
             timer_origin: 0,
             #[cfg(test)]
             fault: None,
+            #[cfg(test)]
+            generation_step: 1,
         }
     }
 }

@@ -18,13 +18,15 @@ use crate::status::SendStatus;
 
 /// A connection's identity, valid for as long as the connection lives.
 ///
-/// It carries the slot's generation, so an id kept after its connection closed
-/// reaches nobody, even when a new connection reuses the slot.
+/// It carries the connection's generation, a 64-bit count of its reactor's
+/// accepts that is never reused, so an id kept after its connection closed reaches
+/// nobody, even when a new connection reuses the slot, however long the server
+/// runs.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
     pub(crate) reactor: u16,
     pub(crate) slot: u32,
-    pub(crate) generation: u32,
+    pub(crate) generation: u64,
 }
 
 impl ConnId {

@@ -13,6 +13,14 @@ use crate::proto::Connection;
 /// "No buffer" / "no queue" for the index fields.
 pub(crate) const NONE: u32 = u32::MAX;
 
+/// Which connection of a slot's life: counted per reactor from 1 and never reused
+/// (64 bits: at a million accepts a second, half a million years), so that an id or
+/// a staged byte of a closed connection never matches the one that took its slot.
+/// Where 32 bits are kept (the poll's token, the timer wheel's entries), they only
+/// pick out a stale event or entry, and a match by chance costs nothing: the
+/// connection's own state is checked before anything is done.
+pub(crate) type Generation = u64;
+
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -63,7 +71,7 @@ pub(crate) struct Conn<S> {
     pub(crate) proto: Connection,
     /// The user's state; `None` until the upgrade is accepted, and after `on_close`.
     pub(crate) session: Option<S>,
-    pub(crate) generation: u32,
+    pub(crate) generation: Generation,
     /// When the current timeout fires (0: none).
     pub(crate) deadline: Stamp,
     /// The tick of this connection's live entry in the timer wheel (0: none).
@@ -81,7 +89,7 @@ pub(crate) struct Conn<S> {
 }
 
 impl<S> Conn<S> {
-    pub(crate) fn new(stream: TcpStream, generation: u32) -> Conn<S> {
+    pub(crate) fn new(stream: TcpStream, generation: Generation) -> Conn<S> {
         Conn {
             stream,
             proto: Connection::server(),

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use super::conn::Generation;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::output::Owner;
@@ -31,7 +32,7 @@ fn window_index(bits: u8) -> usize {
 
 /// A connection's own compressor.
 struct Own {
-    generation: u32,
+    generation: Generation,
     deflater: Deflater,
     /// Used since the last sweep.
     used: bool,
@@ -233,7 +234,7 @@ impl Compressors {
 /// The read path's decompressors.
 pub(crate) struct Inflaters {
     shared: [Option<Inflater>; WINDOWS],
-    own: HashMap<u32, (u32, Inflater)>,
+    own: HashMap<u32, (Generation, Inflater)>,
     /// Where messages are inflated.
     out: Vec<u8>,
 }
@@ -252,7 +253,7 @@ impl Inflaters {
     pub(crate) fn inflate(
         &mut self,
         key: usize,
-        generation: u32,
+        generation: Generation,
         params: PerMessageDeflate,
         message: Compressed<'_>,
         max: usize,
@@ -282,7 +283,7 @@ impl Inflaters {
     }
 
     /// Drops the connection's own decompressor.
-    pub(crate) fn forget(&mut self, key: usize, generation: u32) {
+    pub(crate) fn forget(&mut self, key: usize, generation: Generation) {
         if self
             .own
             .get(&(key as u32))

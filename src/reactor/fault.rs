@@ -14,6 +14,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use super::conn::Generation;
 use super::output::Owner;
 use super::{Reactor, SCRATCH};
 use crate::handler::Handler;
@@ -30,7 +31,7 @@ impl<H: Handler> Reactor<H> {
 
     /// After a panic while serving `key` (of `generation`): the reactor's own state
     /// is made whole again, and the connection is closed with 1011.
-    pub(super) fn fault(&mut self, key: usize, generation: Option<u32>) {
+    pub(super) fn fault(&mut self, key: usize, generation: Option<Generation>) {
         self.output.stats.panics += 1;
         self.repair();
         let Some(conn) = self.conns.get_mut(key) else {

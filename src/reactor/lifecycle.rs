@@ -363,7 +363,9 @@ impl<H: Handler> Reactor<H> {
         // A live entry due before the new deadline finds it moved and re-schedules
         // itself; one due after it would fire late, so schedule anew.
         if conn.timer_at == 0 || before(deadline, conn.timer_at) {
-            conn.timer_at = self.wheel.schedule(deadline, (key as u32, conn.generation));
+            conn.timer_at = self
+                .wheel
+                .schedule(deadline, (key as u32, conn.generation as u32));
         }
     }
 
@@ -395,7 +397,7 @@ impl<H: Handler> Reactor<H> {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            if conn.generation != generation || conn.timer_at != tick {
+            if conn.generation as u32 != generation || conn.timer_at != tick {
                 continue; // a superseded entry
             }
             conn.timer_at = 0;

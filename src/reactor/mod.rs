@@ -111,7 +111,7 @@ pub(crate) struct Reactor<H: Handler> {
     handler: H,
     config: Config,
     shared: Arc<Shared>,
-    next_generation: u32,
+    next_generation: conn::Generation,
     /// Set once shutting down: the deadline for the close handshakes (`None`: none).
     shutdown: Option<Option<Instant>>,
     /// Connections whose read budget ran out: read again next turn (edge-triggered
@@ -251,7 +251,7 @@ impl<H: Handler> Reactor<H> {
                     if self
                         .conns
                         .get(key)
-                        .is_none_or(|c| c.generation != generation)
+                        .is_none_or(|c| c.generation as u32 != generation)
                     {
                         continue; // a stale event for a reused slot
                     }
@@ -344,13 +344,19 @@ impl<H: Handler> Reactor<H> {
         // Messages are written whole and corked: Nagle would only add latency.
         let _ = stream.set_nodelay(true);
         let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1).max(1);
+        #[cfg(not(test))]
+        let step = 1;
+        #[cfg(test)]
+        let step = self.config.generation_step;
+        self.next_generation += step;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if key >= u32::MAX as usize {
             return; // four billion connections in one reactor: refuse
         }
-        let token = Token(key | ((generation as usize) << 32));
+        // The token keeps the generation's low 32 bits: enough to tell a stale
+        // event of a reused slot within one poll's batch.
+        let token = Token(key | ((generation as u32 as usize) << 32));
         let interest = Interest::READABLE | Interest::WRITABLE;
         if self
             .poll

@@ -15,7 +15,7 @@ use std::io::{self, IoSlice};
 
 use bytes::Bytes;
 
-use super::conn::{Conn, NONE, Phase, flag};
+use super::conn::{Conn, Generation, NONE, Phase, flag};
 use super::deflate::Compressors;
 use super::queue::{OutQueue, Queues, write_once};
 use super::tls::Sessions;
@@ -43,7 +43,7 @@ pub(crate) const CORK_LIMIT: usize = 64 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Owner {
     pub(crate) key: u32,
-    pub(crate) generation: u32,
+    pub(crate) generation: Generation,
 }
 
 impl Owner {

@@ -115,3 +115,52 @@ fn the_cork_is_written_and_shrunk_after_a_turn_that_grew_it() {
     assert_eq!(got, 5 * CORK_LIMIT);
     client.write_all(b"x").expect("still open");
 }
+
+/// Ids are never reused: a reactor's generations are 64 bits, so an id kept after
+/// its connection closed reaches nobody, even when its slot's new connection has
+/// the same low 32 bits of generation (as after 2^32 accepts, about ten days at
+/// 5,000 a second: with 32-bit generations the stale id reached the newcomer).
+#[test]
+fn a_stale_id_reaches_nobody_across_the_32_bit_edge_of_generations() {
+    use std::sync::{Mutex, mpsc};
+    #[derive(Clone)]
+    struct Register(std::sync::Arc<Mutex<mpsc::Sender<crate::ConnId>>>);
+    impl Handler for Register {
+        type Session = ();
+        fn on_open(&mut self, ws: &mut crate::Socket<'_, ()>) {
+            let _ = self.0.lock().unwrap().send(ws.id());
+        }
+    }
+    let (tx, ids) = mpsc::channel();
+    let mut config = Config::default().with_reactors(1);
+    config.generation_step = 1 << 32;
+    let server = Server::bind("127.0.0.1:0", config)
+        .unwrap()
+        .spawn(Register(std::sync::Arc::new(Mutex::new(tx))))
+        .unwrap();
+    let url = format!("ws://{}/", server.local_addr());
+    let patience = Duration::from_secs(60);
+    let (first, _) = tungstenite::connect(&url).unwrap();
+    let stale = ids.recv_timeout(patience).unwrap();
+    drop(first);
+    let start = Instant::now();
+    while server.stats().open > 0 {
+        assert!(start.elapsed() < patience);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (mut second, _) = tungstenite::connect(&url).unwrap();
+    let fresh = ids.recv_timeout(patience).unwrap();
+    assert_eq!(fresh.slot, stale.slot, "the slot was reused");
+    assert_eq!(fresh.generation as u32, stale.generation as u32);
+    assert_ne!(fresh, stale);
+    let sender = server.sender();
+    let _ = sender.send(stale, crate::Message::Text("for the closed one"));
+    let _ = sender.close(stale, crate::CloseCode::NORMAL, "for the closed one");
+    let _ = sender.send(fresh, crate::Message::Text("for the new one"));
+    assert_eq!(
+        second.read().unwrap(),
+        tungstenite::Message::text("for the new one"),
+        "the stale id's send and close reached nobody"
+    );
+    assert_eq!(server.stats().open, 1);
+}

@@ -26,6 +26,8 @@ use std::io::Read;
 use std::io::{self, IoSlice, Write};
 
 use mio::net::TcpStream;
+
+use super::conn::Generation;
 #[cfg(feature = "tls")]
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 #[cfg(feature = "tls")]
@@ -49,7 +51,7 @@ pub(crate) enum TlsConfig {}
 #[cfg(feature = "tls")]
 struct Session {
     tls: UnbufferedServerConnection,
-    generation: u32,
+    generation: Generation,
     /// Received bytes not yet used: a partial record, or the records of a
     /// handshake message not yet whole.
     incoming: Vec<u8>,
@@ -151,7 +153,7 @@ pub(crate) struct Writer<'a> {
 impl Sessions {
     /// Starts a TLS session for slot `key`. `false` if rustls refuses (it does not
     /// for a valid configuration).
-    pub(crate) fn start(&mut self, key: usize, generation: u32, config: &TlsConfig) -> bool {
+    pub(crate) fn start(&mut self, key: usize, generation: Generation, config: &TlsConfig) -> bool {
         let Ok(tls) = UnbufferedServerConnection::new(config.clone()) else {
             return false;
         };
@@ -202,7 +204,7 @@ impl Sessions {
     pub(crate) fn read(
         &mut self,
         key: usize,
-        generation: u32,
+        generation: Generation,
         stream: &mut TcpStream,
         buf: &mut [u8],
         wire_budget: usize,
@@ -336,7 +338,7 @@ impl Sessions {
     pub(crate) fn flush(
         &mut self,
         key: usize,
-        generation: u32,
+        generation: Generation,
         stream: &mut TcpStream,
     ) -> io::Result<bool> {
         match self
@@ -351,7 +353,7 @@ impl Sessions {
     }
 
     /// Makes close_notify (once), to leave with the next flush.
-    pub(crate) fn close_notify(&mut self, key: usize, generation: u32) {
+    pub(crate) fn close_notify(&mut self, key: usize, generation: Generation) {
         let Some(session) = self
             .map
             .get_mut(&(key as u32))
@@ -385,7 +387,7 @@ impl Sessions {
     pub(crate) fn sink<'a>(
         &'a mut self,
         key: usize,
-        generation: u32,
+        generation: Generation,
         tls: bool,
         stream: &'a mut TcpStream,
     ) -> Sink<'a> {
@@ -732,7 +734,7 @@ fn send(records: &[u8], outgoing: &mut Vec<u8>, stream: &mut TcpStream) -> io::R
 
 #[cfg(not(feature = "tls"))]
 impl Sessions {
-    pub(crate) fn start(&mut self, _: usize, _: u32, config: &TlsConfig) -> bool {
+    pub(crate) fn start(&mut self, _: usize, _: Generation, config: &TlsConfig) -> bool {
         match *config {}
     }
 
@@ -745,7 +747,7 @@ impl Sessions {
     pub(crate) fn read(
         &mut self,
         _: usize,
-        _: u32,
+        _: Generation,
         _: &mut TcpStream,
         buf: &mut [u8],
         _: usize,
@@ -761,17 +763,17 @@ impl Sessions {
         false
     }
 
-    pub(crate) fn flush(&mut self, _: usize, _: u32, _: &mut TcpStream) -> io::Result<bool> {
+    pub(crate) fn flush(&mut self, _: usize, _: Generation, _: &mut TcpStream) -> io::Result<bool> {
         // Without the feature no connection is TLS: nothing calls this.
         Err(io::ErrorKind::NotConnected.into())
     }
 
-    pub(crate) fn close_notify(&mut self, _: usize, _: u32) {}
+    pub(crate) fn close_notify(&mut self, _: usize, _: Generation) {}
 
     pub(crate) fn sink<'a>(
         &'a mut self,
         _: usize,
-        _: u32,
+        _: Generation,
         tls: bool,
         stream: &'a mut TcpStream,
     ) -> Sink<'a> {

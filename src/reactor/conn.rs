@@ -63,6 +63,9 @@ pub(crate) mod flag {
     pub(crate) const DEFLATE_RESET: u16 = 256;
     /// A wss connection: its bytes pass through its TLS session (`tls.rs`).
     pub(crate) const TLS: u16 = 512;
+    /// The held input holds whole frames not processed yet: reading stopped after
+    /// the turn's inflate budget was spent. Processed before anything is read.
+    pub(crate) const UNPROCESSED: u16 = 1024;
 }
 
 /// A connection slot.

@@ -101,6 +101,9 @@ pub(crate) struct Reactor<H: Handler> {
     inputs: Slab<ReadBuf>,
     pool: BufferPool,
     scratch: Vec<u8>,
+    /// Bytes inflated for the connection being read, since its read began: they
+    /// count against the read budget like the bytes read.
+    inflated: usize,
     output: Output,
     /// permessage-deflate's decompressors (`None` when compression is off).
     inflaters: Option<Box<Inflaters>>,
@@ -178,6 +181,7 @@ impl<H: Handler> Reactor<H> {
             inputs: Slab::new(),
             pool: BufferPool::new(config.pooled_buffers, POOLED, max_pooled),
             scratch: vec![0; SCRATCH],
+            inflated: 0,
             output,
             inflaters: Inflaters::new(&config.compression),
             pubsub,

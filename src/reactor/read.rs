@@ -42,6 +42,7 @@ impl<H: Handler> Reactor<H> {
             conn.set(flag::PEER_CLOSED);
         }
         let mut budget = self.config.read_budget;
+        self.inflated = 0;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
@@ -82,6 +83,19 @@ impl<H: Handler> Reactor<H> {
                 return;
             };
             conn.clear(flag::READ_PAUSED);
+            if conn.has(flag::UNPROCESSED) {
+                // Frames held back when the last turn's inflate budget ran out go
+                // first, before anything is read.
+                conn.clear(flag::UNPROCESSED);
+                if conn.input != NONE {
+                    let held = std::mem::take(&mut self.inputs[conn.input as usize]);
+                    self.process(key, Input::Held(held));
+                    if self.yielded(key) {
+                        break;
+                    }
+                    continue;
+                }
+            }
             let generation = conn.generation;
             // A TLS read is budgeted in bytes off the wire, not in plaintext: records
             // that decrypt to nothing cost work too.
@@ -144,6 +158,9 @@ impl<H: Handler> Reactor<H> {
                     if self.conns.get(key).is_none() {
                         return;
                     }
+                    if self.yielded(key) {
+                        break;
+                    }
                     if n < asked && drained_on_short_read {
                         break; // the socket is drained: the next byte raises a new edge
                     }
@@ -170,6 +187,18 @@ impl<H: Handler> Reactor<H> {
             }
         }
         self.finish_turn(key);
+    }
+
+    /// Whether `key` stopped processing its input because what it inflated spent
+    /// the read budget: it is read again next turn, its held frames first.
+    fn yielded(&mut self, key: usize) -> bool {
+        match self.conns.get(key) {
+            Some(conn) if conn.has(flag::UNPROCESSED) => {
+                self.deferred.push(key);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Stops reading `key` until its output drains (see `resume_reading`); counted
@@ -405,6 +434,19 @@ impl<H: Handler> Reactor<H> {
                     if !self.inflate(key, compressed, limits.max_message_size) {
                         return 0..0;
                     }
+                    if self.inflated >= self.config.read_budget && pos + consumed < bytes.len() {
+                        // A message inflates to up to `max_message_size` from a few
+                        // bytes: what it inflated counts against the read budget,
+                        // and past it the rest waits for the next turn.
+                        self.after_callback(key);
+                        if let Some(conn) = self.conns.get_mut(key)
+                            && conn.phase != Phase::Draining
+                        {
+                            conn.set(flag::UNPROCESSED);
+                            return pos + consumed..bytes.len();
+                        }
+                        return 0..0;
+                    }
                 }
                 Event::Ping(payload) => self.callback(key, |h, ws| h.on_ping(ws, payload)),
                 Event::Pong(payload) => self.callback(key, |h, ws| h.on_pong(ws, payload)),
@@ -445,6 +487,7 @@ impl<H: Handler> Reactor<H> {
         let result = catch_unwind(AssertUnwindSafe(|| {
             match inflaters.inflate(key, generation, params, compressed, max) {
                 Ok(message) => {
+                    self.inflated += message.len();
                     self.output.stats.messages_in += 1;
                     self.output.stats.bytes_in += message.len() as u64;
                     self.callback(key, |h, ws| h.on_message(ws, message));

@@ -41,6 +41,11 @@ pub struct DeflateClient {
 impl DeflateClient {
     /// Connects to `addr` offering `offer` (raw extension header text; `None`: no offer).
     pub fn connect(addr: SocketAddr, offer: Option<&str>) -> DeflateClient {
+        DeflateClient::connect_to(addr, "/", offer)
+    }
+
+    /// As [`connect`](Self::connect), at `path`.
+    pub fn connect_to(addr: SocketAddr, path: &str, offer: Option<&str>) -> DeflateClient {
         let mut stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
         let key = handshake::encode_key([7; 16]);
@@ -48,7 +53,7 @@ impl DeflateClient {
         let extra: Vec<(&str, &str)> = offer
             .map(|o| vec![("Sec-WebSocket-Extensions", o)])
             .unwrap_or_default();
-        handshake::write_request(&mut request, "localhost", "/", &key, &[], &extra);
+        handshake::write_request(&mut request, "localhost", path, &key, &[], &extra);
         stream.write_all(&request).unwrap();
         let mut input = Vec::new();
         let mut chunk = [0u8; 4096];

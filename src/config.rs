@@ -185,6 +185,18 @@ pub struct Config {
     /// server to about 40 KiB of registry per connection. Past it, `subscribe`
     /// returns [`TopicError::TooMany`](crate::TopicError::TooMany).
     pub max_subscriptions: usize,
+    /// The most bytes of topic names one connection's subscriptions may add up
+    /// to. Default 16 KiB: a watch list of a thousand 16-byte symbols, while a
+    /// peer that names its own topics (the pubsub example lets it) cannot make
+    /// the server hold 1,024 names of 256 bytes (256 KiB, each also a topic of
+    /// its own and, with Redis, a SUBSCRIBE). Past it, `subscribe` returns
+    /// [`TopicError::TooMany`](crate::TopicError::TooMany). With `max_subscriptions`
+    /// it bounds what subscriptions cost a connection: at most the names, once per
+    /// reactor (interned, and shared with the process-wide counts), plus about
+    /// 200 bytes per subscription to a topic nobody else has (the registry's and
+    /// the counts' entries): under 32 KiB a connection at the defaults, where
+    /// clients name their own topics (`tests/topics_per_connection.rs`).
+    pub max_subscription_bytes: usize,
     /// How many idle read buffers each reactor keeps for reuse. Default 64: enough
     /// for the connections that hold partial frames at once in a busy reactor,
     /// without holding memory for a burst that has passed.
@@ -256,6 +268,7 @@ impl Default for Config {
             pooled_buffers: 64,
             max_queued_command_bytes: 16 << 20,
             max_subscriptions: 1024,
+            max_subscription_bytes: 16 * 1024,
             compression: Compression::Off,
             tls_key_release: Duration::from_millis(250),
             timer_origin: 0,
@@ -321,6 +334,13 @@ impl Config {
     /// Sets the most topics one connection may subscribe to.
     pub fn with_max_subscriptions(mut self, topics: usize) -> Self {
         self.max_subscriptions = topics;
+        self
+    }
+
+    /// Sets the most bytes of topic names one connection's subscriptions may add
+    /// up to ([`max_subscription_bytes`](Self::max_subscription_bytes)).
+    pub fn with_max_subscription_bytes(mut self, bytes: usize) -> Self {
+        self.max_subscription_bytes = bytes;
         self
     }
 

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The longest topic name, in bytes. Topics are byte strings (UTF-8 is not
 /// required); a longer name is refused with [`TopicError::TooLong`].
@@ -22,7 +22,9 @@ pub enum TopicError {
     /// The topic name is longer than [`MAX_TOPIC_LEN`] (the caller's fault).
     TooLong,
     /// The connection already has
-    /// [`Config::max_subscriptions`](crate::Config::max_subscriptions) subscriptions
+    /// [`Config::max_subscriptions`](crate::Config::max_subscriptions) subscriptions,
+    /// or their names would add up to more than
+    /// [`Config::max_subscription_bytes`](crate::Config::max_subscription_bytes)
     /// (the caller's fault, or a peer asking for too many).
     TooMany,
     /// The connection is closing: nothing more will be delivered to it.
@@ -67,7 +69,7 @@ pub struct Published {
 }
 
 /// Subscribers per reactor (indexed by reactor), per topic.
-pub(crate) type CountMap = HashMap<Box<[u8]>, Box<[u32]>>;
+pub(crate) type CountMap = HashMap<Arc<[u8]>, Box<[u32]>>;
 
 /// How many subscribers each reactor has, per topic.
 #[derive(Debug, Default)]
@@ -130,17 +132,18 @@ impl TopicCounts {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Counts one more subscriber of `topic` on `reactor`.
-    pub(crate) fn add(&self, topic: &[u8], reactor: usize) {
+    /// Counts one more subscriber of `topic` on `reactor`. The name is the
+    /// reactor's interned one: the first reactor to subscribe shares it here.
+    pub(crate) fn add(&self, topic: &Arc<[u8]>, reactor: usize) {
         let mut counts = self.lock();
-        let per_reactor = match counts.get_mut(topic) {
+        let per_reactor = match counts.get_mut(&**topic) {
             Some(c) => c,
             None => {
                 if reactor < self.reactors {
                     self.first_or_last(topic);
                 }
                 counts
-                    .entry(topic.into())
+                    .entry(topic.clone())
                     .or_insert_with(|| vec![0; self.reactors].into())
             }
         };
@@ -178,9 +181,10 @@ mod tests {
     #[test]
     fn counts_follow_subscribes_and_forget_empty_topics() {
         let counts = TopicCounts::new(2);
-        counts.add(b"a", 0);
-        counts.add(b"a", 1);
-        counts.add(b"a", 1);
+        let a: Arc<[u8]> = Arc::from(&b"a"[..]);
+        counts.add(&a, 0);
+        counts.add(&a, 1);
+        counts.add(&a, 1);
         assert_eq!(counts.total(b"a"), 3);
         counts.remove(b"a", 1);
         counts.remove(b"a", 1);
@@ -188,7 +192,7 @@ mod tests {
         assert_eq!(counts.total(b"a"), 0);
         assert!(counts.lock().is_empty());
         counts.remove(b"never", 0);
-        counts.add(b"b", 7); // no such reactor: ignored
+        counts.add(&Arc::from(&b"b"[..]), 7); // no such reactor: ignored
         assert_eq!(counts.total(b"b"), 0);
     }
 }

@@ -359,7 +359,10 @@ impl Server {
                     counts.clone(),
                     shared.clone(),
                     index,
-                    config.max_subscriptions,
+                    crate::reactor::topics::Cap {
+                        topics: config.max_subscriptions,
+                        bytes: config.max_subscription_bytes,
+                    },
                 ),
                 config: config.clone(),
                 shared: shared[index].clone(),

@@ -79,7 +79,7 @@ fn serve(
     let mut pubsub = con.as_pubsub();
     // Changes noted before this snapshot are in it; later ones are noted again.
     link.take_changes();
-    let live: Vec<Box<[u8]>> = counts.lock().keys().cloned().collect();
+    let live: Vec<Box<[u8]>> = counts.lock().keys().map(|t| Box::from(&**t)).collect();
     change(link, &mut pubsub, subscribed, live, Vec::new())?;
     link.up(false, *was_up);
     *was_up = true;
@@ -92,12 +92,12 @@ fn serve(
                 let counts = counts.lock();
                 let add = noted
                     .iter()
-                    .filter(|t| counts.contains_key(*t) && !subscribed.contains(*t))
+                    .filter(|t| counts.contains_key(&***t) && !subscribed.contains(*t))
                     .cloned()
                     .collect();
                 let remove = noted
                     .iter()
-                    .filter(|t| !counts.contains_key(*t) && subscribed.contains(*t))
+                    .filter(|t| !counts.contains_key(&***t) && subscribed.contains(*t))
                     .cloned()
                     .collect();
                 (add, remove)

@@ -23,6 +23,14 @@ use crate::handler::ConnId;
 use crate::pubsub::{MAX_TOPIC_LEN, Published, TopicCounts, TopicError};
 use crate::status::{QueueStatus, SendStatus};
 
+/// What one connection may subscribe to: how many topics, and how many bytes of
+/// their names together (`Config::max_subscriptions`, `max_subscription_bytes`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cap {
+    pub(crate) topics: usize,
+    pub(crate) bytes: usize,
+}
+
 /// A reactor's pub/sub state: its registry, and what it needs to reach the others.
 pub(crate) struct PubSub {
     pub(crate) topics: Topics,
@@ -30,7 +38,7 @@ pub(crate) struct PubSub {
     pub(crate) reactors: Arc<[Arc<Shared>]>,
     pub(crate) index: usize,
     /// Subscriptions allowed per connection.
-    pub(crate) cap: usize,
+    pub(crate) cap: Cap,
     /// Connections with published messages batched for the end of this turn.
     pub(crate) batched: Vec<usize>,
 }
@@ -40,7 +48,7 @@ impl PubSub {
         counts: Arc<TopicCounts>,
         reactors: Arc<[Arc<Shared>]>,
         index: usize,
-        cap: usize,
+        cap: Cap,
     ) -> PubSub {
         PubSub {
             topics: Topics::default(),
@@ -170,7 +178,7 @@ pub(crate) fn publish_local<S>(
 
 /// One topic with subscribers on this reactor.
 struct Topic {
-    name: Box<[u8]>,
+    name: Arc<[u8]>,
     /// The subscribers: (slab key, index of their `Subscriptions`), in no order.
     members: Vec<(u32, u32)>,
 }
@@ -231,12 +239,17 @@ struct Subscriptions {
     list: List,
     /// Published messages dropped for this connection at its backpressure limit.
     dropped: u32,
+    /// The length of its topics' names, together (bounded by
+    /// `Config::max_subscription_bytes`).
+    bytes: u32,
 }
 
 /// The registry of one reactor.
 #[derive(Default)]
 pub(crate) struct Topics {
-    ids: HashMap<Box<[u8]>, u32>,
+    /// Names interned: the key and the topic's `name` are one allocation, which
+    /// the process-wide counts share too.
+    ids: HashMap<Arc<[u8]>, u32>,
     topics: Slab<Topic>,
     /// Indexed by `Conn::subs`.
     subs: Slab<Subscriptions>,
@@ -268,7 +281,7 @@ impl Topics {
         key: u32,
         subs: &mut u32,
         name: &[u8],
-        cap: usize,
+        cap: Cap,
         counts: &TopicCounts,
         reactor: usize,
     ) -> Result<bool, TopicError> {
@@ -282,33 +295,43 @@ impl Topics {
         {
             return Ok(false);
         }
-        if list.len() >= cap {
+        let bytes = self
+            .subs
+            .get(*subs as usize)
+            .map_or(0, |s| s.bytes as usize);
+        if list.len() >= cap.topics || bytes + name.len() > cap.bytes {
             return Err(TopicError::TooMany);
         }
         let id = match existing {
             Some(id) => id,
             None => {
+                let name: Arc<[u8]> = Arc::from(name);
                 let id = self.topics.insert(Topic {
-                    name: name.into(),
+                    name: name.clone(),
                     members: Vec::new(),
                 }) as u32;
-                self.ids.insert(name.into(), id);
+                self.ids.insert(name, id);
                 id
             }
         };
         let topic = &mut self.topics[id as usize];
         let place = (id, topic.members.len() as u32);
+        let len = topic.name.len() as u32;
         match self.subs.get_mut(*subs as usize) {
-            Some(s) => s.list.push(place),
+            Some(s) => {
+                s.list.push(place);
+                s.bytes += len;
+            }
             None => {
                 *subs = self.subs.insert(Subscriptions {
                     list: List::One(place),
                     dropped: 0,
+                    bytes: len,
                 }) as u32;
             }
         }
         topic.members.push((key, *subs));
-        counts.add(name, reactor);
+        counts.add(&topic.name, reactor);
         Ok(true)
     }
 
@@ -330,6 +353,7 @@ impl Topics {
         let Some(at) = s.list.as_slice().iter().position(|&(t, _)| t == id) else {
             return false;
         };
+        s.bytes = s.bytes.saturating_sub(name.len() as u32);
         let place = match s.list.remove(at) {
             Some(place) => place,
             None => {
@@ -422,6 +446,10 @@ mod tests {
         }
         fn sub(&mut self, key: u32, name: &[u8], cap: usize) -> Result<bool, TopicError> {
             let subs = &mut self.subs[key as usize];
+            let cap = Cap {
+                topics: cap,
+                bytes: usize::MAX,
+            };
             self.t.subscribe(key, subs, name, cap, &self.counts, 0)
         }
         fn unsub(&mut self, key: u32, name: &[u8]) -> bool {

@@ -69,9 +69,11 @@ pub enum BackpressurePolicy {
     /// resumes gets the newest messages. A frame partly written is never cut (the
     /// peer would see a torn frame), nor is a control frame (ping, pong, close) or
     /// a message still in this turn's cork, which is written at the end of the
-    /// turn, nor a message compressed with the connection's own permessage-deflate
-    /// context (the peer needs it to inflate the messages after it; broadcasts and
-    /// publications are compressed without context and may be dropped); if dropping
+    /// turn, nor any compressed message on a connection whose compressor keeps its
+    /// context (the peer needs a message compressed with it to inflate the ones
+    /// after it; broadcasts and publications are compressed without context, but
+    /// in the queue they look the same, so they are kept too: on such a
+    /// connection only uncompressed messages are dropped); if dropping
     /// every message it may still leaves no room, the new one is dropped instead
     /// ([`SendStatus::Dropped`](crate::SendStatus::Dropped)).
     /// Every message dropped, new or old, counts in

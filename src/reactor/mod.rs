@@ -228,7 +228,12 @@ impl<H: Handler> Reactor<H> {
 
     /// One turn of the loop; `false` once the reactor is done.
     fn turn(&mut self, events: &mut Events) -> bool {
-        let busy = !self.deferred.is_empty() || self.accept_pending || self.commands_pending;
+        // Publications batched after the turn's flush (by an on_drain run while the
+        // turn settled) leave in the next turn, not at the next tick.
+        let busy = !self.deferred.is_empty()
+            || self.accept_pending
+            || self.commands_pending
+            || !self.pubsub.batched.is_empty();
         let timeout = if busy {
             Duration::ZERO
         } else {

@@ -195,6 +195,30 @@ fn a_record_announcing_more_than_tls_allows_is_refused_without_waiting_for_it() 
     assert_served(addr, &config, None);
 }
 
+/// A handshake message that keeps coming (a ClientHello announced at 40,000
+/// bytes, sent in whole records) is refused once the server holds a record's
+/// worth of it, not held (rustls would keep up to 64 KiB) until the handshake
+/// timeout: with none, the old server held it for ever.
+#[test]
+fn a_handshake_message_longer_than_a_record_is_refused_not_held() {
+    let _serial = serial();
+    let certs = certs();
+    let server = start_with(&certs, None);
+    let addr = server.local_addr();
+    let mut long = tcp(addr);
+    // ClientHello (type 1) announced at 40,000 bytes; its first 16,380 bytes in a
+    // record of 16 KiB, then another record of it.
+    let mut first = vec![22, 3, 1, 0x40, 0x00, 1, 0x00, 0x9c, 0x40];
+    first.extend(std::iter::repeat_n(0u8, 16 * KIB - 4));
+    let mut second = vec![22, 3, 1, 0x40, 0x00];
+    second.extend(std::iter::repeat_n(0u8, 16 * KIB));
+    long.write_all(&first).unwrap();
+    let _ = long.write_all(&second); // may meet the close
+    let (got, _) = until_closed(&mut long);
+    assert!(got.is_empty() || is_alert(&got), "{got:?}");
+    assert_served(addr, &certs.client_config(), None);
+}
+
 #[test]
 fn a_cut_client_hello_then_silence_is_dropped_at_the_handshake_timeout() {
     let _serial = serial();

@@ -78,6 +78,15 @@ struct Session {
 #[cfg(feature = "tls")]
 pub(crate) const IDLE_RECORDS: u32 = 64 * 1024;
 
+/// The most bytes of an unfinished handshake message a connection may hold: one
+/// whole record (16 KiB and its header). A ClientHello is about 2 KiB, so this is
+/// room to spare, where rustls alone would hold up to 64 KiB until the handshake
+/// timeout (eight times the 8 KiB a plain upgrade request may take). A client
+/// certificate chain over 16 KiB (client authentication, configured by the user)
+/// is refused.
+#[cfg(feature = "tls")]
+const HANDSHAKE_HELD: usize = 16 * 1024 + 256 + 5;
+
 /// The reactor's shared TLS buffer: reads land in it and records are made in it.
 /// Large enough for a handshake message at rustls' limit (64 KiB) and a read.
 #[cfg(feature = "tls")]
@@ -301,6 +310,13 @@ impl Sessions {
                     let error = io::Error::new(io::ErrorKind::InvalidData, error);
                     return done(Err(error), 0, wire);
                 }
+            }
+            if handshaking && session.incoming.len() > HANDSHAKE_HELD {
+                // A handshake message still arriving past what any client needs:
+                // refused now, not held until the handshake timeout.
+                let error =
+                    io::Error::new(io::ErrorKind::InvalidData, "TLS handshake message too long");
+                return done(Err(error), 0, wire);
             }
             if session.idle_wire > IDLE_RECORDS {
                 self.idle_dropped += 1;

@@ -14,7 +14,10 @@
 //! its keys' bytes only, and a busy one pays a hash lookup per record, plus one
 //! expansion (0.2–0.3 µs) each time it wakes. On a thread that never sweeps (a
 //! client's), a key's working form lives as long as the key, as with rustls' own
-//! provider.
+//! provider. A key has one home pool, the first thread's that used it; used on
+//! another thread (a client on a work-stealing runtime), it is expanded for the
+//! record and wiped after; dropped on another thread, it tells its home, which
+//! lets it go at its next use. A working form is overwritten before it is freed.
 //!
 //! The records themselves are made and opened as RFC 8446 §5.2 says, with rustls'
 //! public pieces for providers (nonce, additional data, padding removal) and ring's
@@ -23,8 +26,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use ring::aead;
 use rustls::crypto::CryptoProvider;
@@ -90,16 +93,49 @@ fn pooled_aead(suite: CipherSuite) -> Option<&'static dyn Tls13AeadAlgorithm> {
     }
 }
 
-/// Lets go the keys of this thread's pool unused since the last sweep.
+/// Lets go the keys of this thread's pool unused since the last sweep (their
+/// working form wiped: see `Expanded`'s drop).
 pub(crate) fn sweep() {
     let _ = POOL.try_with(|pool| {
         if let Ok(mut pool) = pool.try_borrow_mut() {
+            take_orphans(&mut pool);
             pool.retain(|_, expanded| std::mem::take(&mut expanded.used));
             if pool.capacity() > 2 * pool.len() + 16 {
                 pool.shrink_to_fit();
             }
         }
     });
+}
+
+type Pool = HashMap<u64, Box<Expanded>, BuildHasherDefault<IdHasher>>;
+
+/// Where a key dropped on another thread than the one whose pool holds its
+/// working form (a client on a work-stealing runtime) leaves its id, for that pool
+/// to let go at its next use: without it, the working form stayed there for the
+/// thread's life.
+#[derive(Default)]
+struct Inbox {
+    pending: AtomicBool,
+    ids: Mutex<Vec<u64>>,
+}
+
+/// Lets go the working forms of keys dropped on other threads.
+fn take_orphans(pool: &mut Pool) {
+    let _ = INBOX.try_with(|inbox| {
+        if inbox.pending.swap(false, Relaxed) {
+            let ids =
+                std::mem::take(&mut *inbox.ids.lock().unwrap_or_else(PoisonError::into_inner));
+            for id in ids {
+                pool.remove(&id);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Working forms wiped on this thread (tests only).
+    pub(crate) static WIPED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Keys in this thread's pool.
@@ -114,8 +150,8 @@ pub(crate) fn pooled_count() -> usize {
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    static POOL: RefCell<HashMap<u64, Box<Expanded>, BuildHasherDefault<IdHasher>>> =
-        RefCell::new(HashMap::default());
+    static POOL: RefCell<Pool> = RefCell::new(HashMap::default());
+    static INBOX: Arc<Inbox> = Arc::new(Inbox::default());
 }
 
 /// A key in ring's working form. Boxed in the pool, so that the table's spare
@@ -123,6 +159,24 @@ thread_local! {
 struct Expanded {
     key: aead::LessSafeKey,
     used: bool,
+}
+
+impl Drop for Expanded {
+    /// Overwrites the working form with one made from a key of zeros before it is
+    /// freed (swept, dropped with its key, or with the thread's pool): freed
+    /// memory keeps no round keys. ring's keys are not zeroed on drop; this store
+    /// is kept by `black_box`, as a write before a free may otherwise be
+    /// optimised away.
+    fn drop(&mut self) {
+        #[cfg(test)]
+        WIPED.with(|w| w.set(w.get() + 1));
+        let algorithm = self.key.algorithm();
+        let zeros = [0u8; 32];
+        if let Ok(zero) = aead::UnboundKey::new(algorithm, &zeros[..algorithm.key_len()]) {
+            self.key = aead::LessSafeKey::new(zero);
+            std::hint::black_box(&self.key);
+        }
+    }
 }
 
 /// The ids are a counter: their low bits spread them well enough as they are.
@@ -180,12 +234,15 @@ impl Tls13AeadAlgorithm for Pooled {
 }
 
 /// A key as a session holds it: its bytes (zeroed on drop by `AeadKey`), its IV,
-/// and the id of its working form in the pool.
+/// the id of its working form in the pool, and the inbox of the thread whose pool
+/// holds it (its home: the first thread that used it; on any other thread the
+/// working form is made for the record and wiped after it).
 struct Key {
     id: u64,
     algorithm: &'static aead::Algorithm,
     bytes: AeadKey,
     iv: Iv,
+    home: OnceLock<Arc<Inbox>>,
 }
 
 impl Key {
@@ -196,6 +253,7 @@ impl Key {
             algorithm,
             bytes,
             iv,
+            home: OnceLock::new(),
         }
     }
 
@@ -211,8 +269,21 @@ impl Key {
     /// `Err` only if the key's bytes do not fit the algorithm (rustls makes them
     /// to its length) or the thread is exiting.
     fn with<R>(&self, f: impl FnOnce(&aead::LessSafeKey) -> R) -> Result<R, ()> {
+        let inbox = INBOX.try_with(Arc::clone).map_err(|_| ())?;
+        let home = self.home.get_or_init(|| inbox.clone());
+        if !Arc::ptr_eq(home, &inbox) {
+            // Not its home thread: made for this record only.
+            let unbound =
+                aead::UnboundKey::new(self.algorithm, self.bytes.as_ref()).map_err(|_| ())?;
+            let expanded = Expanded {
+                key: aead::LessSafeKey::new(unbound),
+                used: true,
+            };
+            return Ok(f(&expanded.key));
+        }
         POOL.try_with(|pool| {
             let mut pool = pool.try_borrow_mut().map_err(|_| ())?;
+            take_orphans(&mut pool);
             let expanded = match pool.entry(self.id) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
@@ -233,11 +304,26 @@ impl Key {
 
 impl Drop for Key {
     fn drop(&mut self) {
-        let _ = POOL.try_with(|pool| {
-            if let Ok(mut pool) = pool.try_borrow_mut() {
-                pool.remove(&self.id);
-            }
-        });
+        let Some(home) = self.home.get() else {
+            return; // never used: nothing was made
+        };
+        let at_home = INBOX
+            .try_with(|inbox| Arc::ptr_eq(home, inbox))
+            .unwrap_or(false);
+        if at_home {
+            let _ = POOL.try_with(|pool| {
+                if let Ok(mut pool) = pool.try_borrow_mut() {
+                    pool.remove(&self.id);
+                }
+            });
+        } else {
+            // Its home lets it go at its next use or sweep.
+            home.ids
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(self.id);
+            home.pending.store(true, Relaxed);
+        }
     }
 }
 

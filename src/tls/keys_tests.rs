@@ -141,21 +141,62 @@ fn the_pool_holds_a_key_while_it_is_used_and_lets_it_go() {
 }
 
 #[test]
-fn keys_of_another_thread_work_there_and_leave_with_it() {
+fn a_key_used_away_from_its_home_thread_is_not_pooled_there() {
     let ours = our_aead(CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
     let mut enc = ours.encrypter(AeadKey::from(KEY), Iv::new(IV));
     let here = seal(&mut *enc, ContentType::ApplicationData, b"x", 0);
-    let (there, count) = std::thread::spawn(move || {
+    let (there, count, wiped) = std::thread::spawn(move || {
         let record = seal(&mut *enc, ContentType::ApplicationData, b"x", 0);
-        (record, pooled_count())
+        (record, pooled_count(), super::WIPED.with(|w| w.get()))
     })
     .join()
     .unwrap();
     assert_eq!(here, there);
     assert_eq!(
-        count, 1,
-        "the other thread expanded the key in its own pool"
+        count, 0,
+        "made for the record, not kept in the other thread's pool"
     );
+    assert_eq!(wiped, 1, "and wiped after it");
+}
+
+/// Regression: a key dropped on another thread than its home (a client on a
+/// work-stealing runtime) left its working form in the home thread's pool for the
+/// thread's life, or until two sweeps. Its home now lets it go at its next use.
+#[test]
+fn a_key_dropped_on_another_thread_leaves_its_home_pool_at_the_next_use() {
+    use std::sync::mpsc;
+    let (keys, key) = mpsc::channel();
+    let (go, went) = mpsc::channel::<()>();
+    let home = std::thread::spawn(move || {
+        let ours = our_aead(CipherSuite::TLS13_AES_256_GCM_SHA384);
+        let mut enc = ours.encrypter(AeadKey::from(KEY), Iv::new(IV));
+        seal(&mut *enc, ContentType::ApplicationData, b"x", 0);
+        let held = pooled_count();
+        keys.send(enc).unwrap();
+        went.recv().unwrap();
+        // One sweep: a key used since the last would stay, had nobody said so.
+        sweep();
+        (held, pooled_count(), super::WIPED.with(|w| w.get()))
+    });
+    drop(key.recv().unwrap());
+    go.send(()).unwrap();
+    let (held, after, wiped) = home.join().unwrap();
+    assert_eq!((held, after), (1, 0));
+    assert_eq!(wiped, 1, "its working form was wiped as it left");
+}
+
+#[test]
+fn swept_and_dropped_keys_are_wiped() {
+    let ours = our_aead(CipherSuite::TLS13_AES_256_GCM_SHA384);
+    let before = super::WIPED.with(|w| w.get());
+    let mut enc = ours.encrypter(AeadKey::from(KEY), Iv::new(IV));
+    seal(&mut *enc, ContentType::ApplicationData, b"x", 0);
+    sweep();
+    sweep();
+    assert_eq!(super::WIPED.with(|w| w.get()), before + 1, "swept");
+    seal(&mut *enc, ContentType::ApplicationData, b"x", 1);
+    drop(enc);
+    assert_eq!(super::WIPED.with(|w| w.get()), before + 2, "dropped");
 }
 
 #[test]

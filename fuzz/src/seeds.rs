@@ -659,4 +659,13 @@ fn tls(seeds: &mut Vec<Seed>) {
     let mut flipped = steps(3);
     flipped.extend([0, 50, 1, 0, 7 | 3 << 5, 9, 2, 255, 3, 0, 3, 0]);
     push(seeds, "tls_server", "flipped_record", flipped);
+
+    // The client's sending side taken over (after a key update of rustls'): data,
+    // runs of empty records, key updates that ask for none, and data again.
+    let mut idle = steps(3);
+    idle.extend([0, 10, 6, 0, 0, 5]);
+    idle.extend(steps(1));
+    idle.extend([6, 255, 0, 7, 6, 31, 6, 128 | 31, 6, 130, 0, 9]);
+    idle.extend(steps(2));
+    push(seeds, "tls_server", "idle_records", idle);
 }

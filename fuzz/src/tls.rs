@@ -10,6 +10,13 @@
 //! the other sent (a flipped byte ends the connection, it never changes the
 //! plaintext); with no flipped byte, once both sides drain, each has received all
 //! of it. rustls itself is fuzzed upstream; what is fuzzed here is our code around it.
+//!
+//! The script may also take over the client's sending side once its handshake is
+//! done (from its traffic secret, with its sequence numbers, for the suites with
+//! 32-byte keys): then it sends records rustls would not, empty application data
+//! and key updates that ask for none, mixed with data, which the server must
+//! read past or refuse (its allowance of records without plaintext, rustls' limits)
+//! without ever handing on a wrong byte or spinning.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -17,8 +24,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::crypto::cipher::{AeadKey, Iv, MessageEncrypter, OutboundChunks, OutboundPlainMessage};
+use rustls::crypto::tls13::OkmBlock;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig};
+use rustls::{
+    ClientConfig, ClientConnection, ContentType, KeyLog, ProtocolVersion, RootCertStore,
+    ServerConfig, SupportedCipherSuite, Tls13CipherSuite,
+};
+use std::sync::Mutex;
 use wsreactor::FuzzSession;
 
 /// The most plaintext one side sends in a run (keeps a run short).
@@ -50,11 +63,12 @@ fn fixture() -> &'static Fixture {
             .expect("server configuration");
         let mut roots = RootCertStore::empty();
         roots.add(ca_cert.der().clone()).expect("CA root");
-        let client = ClientConfig::builder_with_provider(wsreactor::client::crypto_provider())
+        let mut client = ClientConfig::builder_with_provider(wsreactor::client::crypto_provider())
             .with_safe_default_protocol_versions()
             .expect("protocol versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
+        client.key_log = Arc::new(Secrets);
         Fixture {
             server,
             client: Arc::new(client),
@@ -78,6 +92,84 @@ fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
     (client, server)
 }
 
+/// The client's first application traffic secret of the run (runs are one at a
+/// time in a fuzzing process).
+static SECRET: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+
+#[derive(Debug)]
+struct Secrets;
+
+impl KeyLog for Secrets {
+    fn will_log(&self, label: &str) -> bool {
+        label == "CLIENT_TRAFFIC_SECRET_0"
+    }
+    fn log(&self, label: &str, _: &[u8], secret: &[u8]) {
+        if label == "CLIENT_TRAFFIC_SECRET_0" {
+            *SECRET
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(secret.to_vec());
+        }
+    }
+}
+
+/// HKDF-Expand-Label (RFC 8446 §7.1) with an empty context, on `suite`'s hash.
+fn expand_label(suite: &Tls13CipherSuite, secret: &[u8], label: &[u8], out: &mut [u8]) {
+    let expander = suite.hkdf_provider.expander_for_okm(&OkmBlock::new(secret));
+    let len = (out.len() as u16).to_be_bytes();
+    let label_len = [6 + label.len() as u8];
+    let info: [&[u8]; 5] = [&len, &label_len, b"tls13 ", label, &[0]];
+    expander.expand_slice(&info, out).expect("a short output");
+}
+
+/// The client's sending side, taken over from rustls (RFC 8446 §5.2, §7.2).
+struct Sealer {
+    suite: &'static Tls13CipherSuite,
+    secret: Vec<u8>,
+    encrypter: Box<dyn MessageEncrypter>,
+    seq: u64,
+}
+
+impl Sealer {
+    /// For `secret`, `seq` records into it. `None` for a suite whose key is not
+    /// 32 bytes (rustls makes other keys only for itself).
+    fn new(suite: &'static Tls13CipherSuite, secret: Vec<u8>, seq: u64) -> Option<Sealer> {
+        if suite.aead_alg.key_len() != 32 {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        expand_label(suite, &secret, b"key", &mut key);
+        let mut iv = [0u8; 12];
+        expand_label(suite, &secret, b"iv", &mut iv);
+        let encrypter = suite.aead_alg.encrypter(AeadKey::from(key), Iv::new(iv));
+        Some(Sealer {
+            suite,
+            secret,
+            encrypter,
+            seq,
+        })
+    }
+
+    fn seal(&mut self, typ: ContentType, payload: &[u8]) -> Vec<u8> {
+        let message = OutboundPlainMessage {
+            typ,
+            version: ProtocolVersion::TLSv1_2,
+            payload: OutboundChunks::Single(payload),
+        };
+        let sealed = self.encrypter.encrypt(message, self.seq).expect("sealed");
+        self.seq += 1;
+        sealed.encode()
+    }
+
+    /// A KeyUpdate that asks for none; the keys move on after it.
+    fn key_update(&mut self) -> Vec<u8> {
+        let record = self.seal(ContentType::Handshake, &[24, 0, 0, 1, 0]);
+        let mut next = vec![0u8; self.secret.len()];
+        expand_label(self.suite, &self.secret, b"traffic upd", &mut next);
+        *self = Sealer::new(self.suite, next, 0).expect("the same suite");
+        record
+    }
+}
+
 /// Both sides of one run, and what each sent and received.
 struct Run {
     server: FuzzSession,
@@ -96,6 +188,14 @@ struct Run {
     /// Key updates the client asked for (rustls fails a peer past 32 in a row).
     key_updates: usize,
     buf: Vec<u8>,
+    /// Records of application data the client made (its Finished among them),
+    /// and how many of them were made before its keys last moved.
+    client_app_records: u64,
+    epoch_start: u64,
+    /// The client's sending side, once the script took it over.
+    sealer: Option<Sealer>,
+    /// Records without plaintext were sent: the server may refuse the peer.
+    idle_records: bool,
 }
 
 /// Plaintext of `len` bytes numbered from `from`, so that any reordering, loss or
@@ -110,17 +210,86 @@ impl Run {
             return;
         }
         let bytes = pattern(self.sent_up.len(), len);
-        self.client
-            .writer()
-            .write_all(&bytes)
-            .expect("rustls buffers it");
+        match self.sealer.as_mut() {
+            Some(sealer) => {
+                for chunk in bytes.chunks(16 * 1024) {
+                    let record = sealer.seal(ContentType::ApplicationData, chunk);
+                    self.wire.extend_from_slice(&record);
+                }
+            }
+            None => self
+                .client
+                .writer()
+                .write_all(&bytes)
+                .expect("rustls buffers it"),
+        }
         self.sent_up.extend_from_slice(&bytes);
     }
 
     fn client_records(&mut self) {
         while self.client.wants_write() {
-            self.client.write_tls(&mut self.wire).expect("into a Vec");
+            let mut records = Vec::new();
+            self.client.write_tls(&mut records).expect("into a Vec");
+            // Counted before any flip: the sequence numbers a takeover goes on from.
+            let mut at = 0;
+            while at + 5 <= records.len() {
+                if records[at] == 23 {
+                    self.client_app_records += 1;
+                }
+                at += 5 + usize::from(u16::from_be_bytes([records[at + 3], records[at + 4]]));
+            }
+            self.wire.extend_from_slice(&records);
         }
+    }
+
+    /// Takes the client's sending side over, if its handshake is done, all it
+    /// made is counted, and its suite's keys can be made here.
+    fn take_over(&mut self) {
+        if self.sealer.is_some() || self.client.is_handshaking() {
+            return;
+        }
+        self.client_records();
+        let Some(SupportedCipherSuite::Tls13(suite)) = self.client.negotiated_cipher_suite() else {
+            return;
+        };
+        let Some(mut secret) = SECRET
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        else {
+            return;
+        };
+        // Its Finished was the first record of type 23; each key update since
+        // moved the secret on.
+        for _ in 0..self.key_updates {
+            let mut next = vec![0u8; secret.len()];
+            expand_label(suite, &secret, b"traffic upd", &mut next);
+            secret = next;
+        }
+        let start = if self.key_updates == 0 {
+            1
+        } else {
+            self.epoch_start
+        };
+        let seq = self.client_app_records.saturating_sub(start);
+        self.sealer = Sealer::new(suite, secret, seq);
+    }
+
+    /// Records rustls would not send: `n` empty ones, then, if `update`, a key
+    /// update that asks for none.
+    fn client_idle_records(&mut self, n: usize, update: bool) {
+        let Some(sealer) = self.sealer.as_mut() else {
+            return;
+        };
+        for _ in 0..n {
+            let record = sealer.seal(ContentType::ApplicationData, &[]);
+            self.wire.extend_from_slice(&record);
+        }
+        if update {
+            let record = sealer.key_update();
+            self.wire.extend_from_slice(&record);
+        }
+        self.idle_records = true;
     }
 
     /// Writes up to `n` bytes of the client's records to the socket.
@@ -209,10 +378,11 @@ impl Run {
         }
     }
 
-    /// A connection ends only for a flipped byte or rustls' key-update limit.
+    /// A connection ends only for a flipped byte, rustls' key-update limit, or
+    /// records without plaintext (rustls' limits and the server's allowance).
     fn ended_for_a_reason(&self) {
         assert!(
-            self.flipped || self.key_updates >= 32,
+            self.flipped || self.key_updates >= 32 || self.idle_records,
             "the connection ended with nothing wrong on the wire"
         );
     }
@@ -264,10 +434,15 @@ impl Run {
 
 /// The target: see the module's docs for the script's meaning.
 pub fn tls_server(data: &[u8]) {
+    run(data);
+}
+
+/// Runs the script `data`; the run, unless the session could not start.
+fn run(data: &[u8]) -> Option<Run> {
     let fixture = fixture();
     let (tcp, server_tcp) = pair(&fixture.listener);
     let Ok(server) = FuzzSession::new(fixture.server.clone(), server_tcp) else {
-        return;
+        return None;
     };
     let name = ServerName::try_from("localhost").expect("a name");
     let mut client = ClientConnection::new(fixture.client.clone(), name).expect("a client");
@@ -286,7 +461,14 @@ pub fn tls_server(data: &[u8]) {
         key_updates: 0,
         // The reactor's scratch buffer is 64 KiB; a read asks for at least a record.
         buf: vec![0; 64 * 1024],
+        client_app_records: 0,
+        epoch_start: 0,
+        sealer: None,
+        idle_records: false,
     };
+    *SECRET
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     let mut script = data.iter().copied();
     while let Some(op) = script.next() {
         let arg = usize::from(script.next().unwrap_or(0));
@@ -298,8 +480,19 @@ pub fn tls_server(data: &[u8]) {
             4 => run.client_receives(),
             5 => run.server_writes(arg * 131),
             6 => {
-                if !run.client.is_handshaking() && run.client.refresh_traffic_keys().is_ok() {
-                    run.key_updates += 1;
+                if run.sealer.is_some() {
+                    // Taken over: arg's low bits say how many empty records come
+                    // first, its top bit whether a key update follows.
+                    run.client_idle_records(arg % 64, arg >= 128);
+                } else if arg == 255 {
+                    run.take_over();
+                } else if !run.client.is_handshaking() {
+                    run.client_records();
+                    if run.client.refresh_traffic_keys().is_ok() {
+                        run.key_updates += 1;
+                        run.client_records();
+                        run.epoch_start = run.client_app_records;
+                    }
                 }
             }
             _ => {
@@ -313,7 +506,7 @@ pub fn tls_server(data: &[u8]) {
         run.check();
         if run.over {
             run.ended_for_a_reason();
-            return;
+            return Some(run);
         }
     }
     if !run.flipped {
@@ -329,4 +522,27 @@ pub fn tls_server(data: &[u8]) {
     }
 
     let _ = run.tcp.shutdown(Shutdown::Both);
+    Some(run)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A script through the handshake, a key update of rustls', the takeover,
+    /// and empty records and key updates of ours between data: drained whole.
+    #[test]
+    fn a_taken_over_client_sends_records_the_server_reads_past() {
+        let handshake: &[u8] = &[1, 0, 2, 255, 3, 255, 4, 0, 1, 0, 2, 255, 3, 255];
+        let mut script = Vec::new();
+        for _ in 0..3 {
+            script.extend_from_slice(handshake);
+        }
+        script.extend_from_slice(&[0, 10, 1, 0, 2, 255, 3, 0]);
+        script.extend_from_slice(&[6, 0, 0, 5, 1, 0, 2, 255, 3, 0, 4, 0]);
+        script.extend_from_slice(&[6, 255, 0, 7, 6, 3, 2, 255, 3, 0]);
+        script.extend_from_slice(&[6, 130, 0, 9, 6, 200, 0, 4, 2, 255, 3, 0, 5, 3, 4, 0]);
+        let run = super::run(&script).expect("a session");
+        assert!(run.sealer.is_some(), "taken over");
+        assert!(run.idle_records && run.key_updates == 1 && !run.over);
+        assert_eq!(run.got_up, run.sent_up);
+    }
 }

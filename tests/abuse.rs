@@ -242,7 +242,7 @@ fn slowloris_5000_connections_trickling_a_byte_a_second_are_all_dropped_at_the_h
     );
     assert!(echoed_during);
     assert!(
-        first + Duration::from_millis(100) >= TIMEOUT,
+        first >= TIMEOUT,
         "a connection was dropped after {first:?}, before the {TIMEOUT:?} timeout"
     );
     // The slot, the partial request and the timer: well under 1 KiB a connection.

@@ -12,7 +12,7 @@ echo "== wss:// in the client and the server (feature tls: rustls with ring)"
 cargo build --locked --features tls --example echo --example chat
 cargo test --locked --features tls --lib --test client_tls --test server_tls --test server_tls_abuse \
     --test server_tls_memory --test server_tls_keys --test server_pause_tls --test server_tls_idle_records \
-    --test example_tls
+    --test durations_never --test example_tls
 echo "== several nodes on a real redis-server (installs redis-server if missing)"
 bash tests/redis/run.sh
 

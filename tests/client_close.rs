@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use scripted::{accept, client_closed, frame, read_client_close, read_client_frame, serve};
-use server::{Echo, PATIENCE, patient_config, start, wait_for_stats, wait_until};
+use server::{Echo, PATIENCE, start, test_config, wait_for_stats, wait_until};
 use wsreactor::client::{self, ClientBuilder, Error, Incoming, Phase, SendError};
 use wsreactor::proto::CloseFrame;
 use wsreactor::{CloseCode, Handler, Message, Socket};
@@ -57,7 +57,7 @@ fn close_payload(code: u16, reason: &str) -> Vec<u8> {
 
 #[test]
 fn our_close_is_answered_with_the_servers_code_and_the_connection_ends() {
-    let server = start(patient_config(), Echo);
+    let server = start(test_config(), Echo);
     let mut client = client::connect(format!("ws://{}/", server.local_addr())).unwrap();
     client.close(CloseCode::NORMAL, "done").unwrap();
     assert!(matches!(
@@ -89,7 +89,7 @@ impl Handler for CloseOnRequest {
 
 #[test]
 fn the_servers_close_is_answered_and_reported_with_its_code() {
-    let server = start(patient_config(), CloseOnRequest);
+    let server = start(test_config(), CloseOnRequest);
     let mut client = client::connect(format!("ws://{}/", server.local_addr())).unwrap();
     client.send(Message::Text("close, please")).unwrap();
     assert_eq!(
@@ -190,7 +190,7 @@ fn after_the_close_frames_the_client_waits_for_the_server_to_close_tcp_then_clos
 
 #[test]
 fn a_close_from_another_thread_ends_a_recv_blocked_in_this_one() {
-    let server = start(patient_config(), Echo);
+    let server = start(test_config(), Echo);
     let mut client = client::connect(format!("ws://{}/", server.local_addr())).unwrap();
     let sender = client.sender();
     let reader = blocked_reader(move || match client.recv() {

@@ -5,7 +5,7 @@
 #[path = "util/server.rs"]
 mod server;
 
-use server::{PATIENCE, patient_config, start, wait_for_stats};
+use server::{PATIENCE, start, test_config, wait_for_stats};
 use wsreactor::client::{ClientBuilder, Incoming};
 use wsreactor::{Compression, Handler, Message, Socket};
 
@@ -36,7 +36,7 @@ fn quote(i: usize) -> String {
 /// Echoes `count` quotes through a deflate client; returns the server's bytes in and
 /// out and its compressed-out count.
 fn echo_quotes(compression: Compression, count: usize) -> (u64, u64, u64) {
-    let server = start(patient_config().with_compression(compression), Echo);
+    let server = start(test_config().with_compression(compression), Echo);
     let mut client = ClientBuilder::new(format!("ws://{}/", server.local_addr()))
         .deflate(true)
         .read_timeout(Some(PATIENCE))

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use scripted::{accept, frame, read_client_close, serve};
-use server::{Echo, PATIENCE, patient_config, start};
+use server::{Echo, PATIENCE, start, test_config};
 use wsreactor::client::{self, ClientBuilder, ClientHandshakeError, Error, Incoming, Phase};
 use wsreactor::{Handler, Message, Request, Upgrade};
 
@@ -48,7 +48,7 @@ impl Handler for Forbid {
 
 #[test]
 fn a_refused_upgrade_reports_the_status_code() {
-    let server = start(patient_config(), Forbid);
+    let server = start(test_config(), Forbid);
     let result = client::connect(format!("ws://{}/", server.local_addr()));
     assert!(
         matches!(
@@ -267,7 +267,7 @@ fn a_tcp_close_without_a_close_frame_is_an_abnormal_closure() {
 #[test]
 fn a_read_timeout_leaves_the_client_usable() {
     const TIMEOUT: Duration = Duration::from_millis(100);
-    let server = start(patient_config(), Echo);
+    let server = start(test_config(), Echo);
     let mut client = ClientBuilder::new(format!("ws://{}/", server.local_addr()))
         .read_timeout(Some(TIMEOUT))
         .connect()

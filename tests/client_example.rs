@@ -4,13 +4,13 @@
 #[path = "util/server.rs"]
 mod server;
 
-use server::{Echo, PATIENCE, patient_config, start, wait_for_stats};
+use server::{Echo, PATIENCE, start, test_config, wait_for_stats};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 #[test]
 fn the_client_example_sends_lines_prints_echoes_and_closes() {
-    let server = start(patient_config(), Echo);
+    let server = start(test_config(), Echo);
     // The test binary is in target/PROFILE/deps; the examples in target/PROFILE/examples.
     let exe = std::env::current_exe().unwrap();
     let example = exe

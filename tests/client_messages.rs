@@ -8,7 +8,7 @@ mod server;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use server::{Echo, PATIENCE, patient_config, start};
+use server::{Echo, PATIENCE, start, test_config};
 use wsreactor::client::{self, ClientBuilder, Incoming};
 use wsreactor::{Handler, Message, Request, Socket, Upgrade};
 
@@ -18,7 +18,7 @@ fn url(server: &wsreactor::ServerHandle) -> String {
 
 #[test]
 fn control_payloads_over_125_bytes_are_refused_and_the_connection_goes_on() {
-    let server = start(patient_config(), Echo);
+    let server = start(test_config(), Echo);
     let mut client = client::connect(url(&server)).unwrap();
     assert!(matches!(
         client.ping(&[0; 126]),
@@ -45,7 +45,7 @@ impl Handler for PingOnOpen {
 
 #[test]
 fn the_servers_ping_is_answered_by_recv() {
-    let server = start(patient_config(), PingOnOpen);
+    let server = start(test_config(), PingOnOpen);
     let mut client = client::connect(url(&server)).unwrap();
     assert_eq!(client.recv().unwrap(), Incoming::Ping(b"are you there"));
     assert_eq!(
@@ -83,7 +83,7 @@ impl Handler for ShowRequest {
 fn subprotocols_origin_and_headers_reach_the_server() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let server = start(
-        patient_config(),
+        test_config(),
         ShowRequest {
             seen: Arc::clone(&seen),
         },
@@ -121,7 +121,7 @@ fn subprotocols_origin_and_headers_reach_the_server() {
 fn senders_on_many_threads_never_interleave_frames() {
     const THREADS: usize = 4;
     const MESSAGES: usize = 60;
-    let server = start(patient_config(), Echo);
+    let server = start(test_config(), Echo);
     let mut client = ClientBuilder::new(url(&server))
         .read_timeout(Some(PATIENCE))
         .connect()
@@ -197,7 +197,7 @@ impl Handler for PingBack {
 #[test]
 fn pings_are_answered_while_another_thread_sends() {
     const MESSAGES: usize = 40;
-    let server = start(patient_config(), PingBack);
+    let server = start(test_config(), PingBack);
     let mut client = ClientBuilder::new(url(&server))
         .read_timeout(Some(PATIENCE))
         .connect()

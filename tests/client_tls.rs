@@ -286,7 +286,7 @@ fn danger_accept_invalid_certs_connects_to_an_untrusted_server() {
 
 #[test]
 fn wss_to_a_plain_ws_server_fails_with_a_tls_error() {
-    let server = server::start(server::patient_config(), server::Echo);
+    let server = server::start(server::test_config(), server::Echo);
     let e = ClientBuilder::new(format!("wss://{}/", server.local_addr()))
         .danger_accept_invalid_certs(true)
         .connect()

@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use server::{
-    PATIENCE, patient_config, raw, read_frame, read_head, start, wait_for_stats, wait_for_turns,
+    PATIENCE, raw, read_frame, read_head, start, test_config, wait_for_stats, wait_for_turns,
 };
 use wsreactor::proto::deflate::{Deflater, Direction};
 use wsreactor::{Compression, Deflate, Handler, Message, Socket};
@@ -79,7 +79,7 @@ fn heap_per_connection(compression: Compression, offer: bool, send_one: bool) ->
     // connection, in slots whose size follows how many connected in each tick,
     // which is the machine's speed, not the connections' cost.
     let server = start(
-        patient_config()
+        test_config()
             .with_handshake_timeout(None)
             .with_idle_timeout(None)
             .with_compression(compression),
@@ -164,7 +164,7 @@ fn a_bomb_raises_the_heap_by_the_limit_and_a_read_buffer_at_most() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     const LIMIT: usize = 1 << 20;
     let server = start(
-        patient_config()
+        test_config()
             .with_compression(Compression::shared())
             .with_max_message_size(LIMIT),
         Echo,

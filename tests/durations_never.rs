@@ -60,8 +60,14 @@ fn the_client_takes_duration_max_for_its_timeouts() {
         client.recv().unwrap(),
         Incoming::Message(Message::Text("hi"))
     );
-    // The close handshake with a close timeout of Duration::MAX: the server answers.
+    // The close handshake with a close timeout of Duration::MAX: the server answers,
+    // and the client, having read the answer, ends its side too.
     client.close(wsreactor::CloseCode::NORMAL, "bye").unwrap();
+    assert!(matches!(
+        client.recv().unwrap(),
+        Incoming::Close(Some(f)) if f.code == wsreactor::CloseCode::NORMAL
+    ));
+    drop(client);
     wait_until(PATIENCE, || server.stats().open == 0);
 }
 

@@ -11,7 +11,7 @@ mod server;
 use std::io::Write;
 use std::net::TcpStream;
 
-use server::{PATIENCE, patient_config, raw_ws, read_frame, start, wait_for_stats, wait_for_turns};
+use server::{PATIENCE, raw_ws, read_frame, start, test_config, wait_for_stats, wait_for_turns};
 use wsreactor::{Handler, Message, Socket};
 
 #[global_allocator]
@@ -55,7 +55,7 @@ fn a_subscription_costs_the_heap_32_bytes_or_less() {
     // No handshake or idle deadline: the timer wheel's entries for the connections
     // would expire (and its list of due entries grow) while the heap is measured, as
     // fast as the machine connected them.
-    let config = patient_config()
+    let config = test_config()
         .with_handshake_timeout(None)
         .with_idle_timeout(None);
     let server = start(config, Subscriber);

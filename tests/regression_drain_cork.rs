@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use server::{PATIENCE, patient_config, raw_ws, read_frame, shutdown_within, start};
+use server::{PATIENCE, raw_ws, read_frame, shutdown_within, start, test_config};
 use wsreactor::{Handler, Message, SendStatus, Socket};
 
 /// Under 16 KiB, so chunks are corked and the cork is written as it passes 64 KiB.
@@ -156,7 +156,7 @@ fn echo_rounds(mut echo: TcpStream, drains: &AtomicUsize) -> Result<usize, Strin
 #[test]
 fn what_on_drain_sends_in_its_second_chance_never_reaches_another_connection() {
     let streamer = DrainStreamer::default();
-    let server = start(patient_config(), streamer.clone());
+    let server = start(test_config(), streamer.clone());
     let addr = server.local_addr();
 
     let mut streaming = raw_ws(addr);

@@ -12,10 +12,9 @@ mod server;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use server::{
-    PATIENCE, patient_config, read_frame, start, test_config, wait_for_stats, wait_until,
-};
+use server::{PATIENCE, read_frame, start, test_config, wait_for_stats, wait_until};
 use wsreactor::{BackpressurePolicy, Handler, Message, SendStatus, Socket};
 
 #[global_allocator]
@@ -79,7 +78,7 @@ fn masked_text(text: &str) -> Vec<u8> {
 fn a_reader_that_stops_reading_hits_the_limit_and_memory_stays_bounded() {
     let _serial = serial();
     let flood = Flood::default();
-    let config = patient_config().with_backpressure(LIMIT, BackpressurePolicy::Drop);
+    let config = test_config().with_backpressure(LIMIT, BackpressurePolicy::Drop);
     let server = start(config, flood.clone());
     let mut client = server::raw_ws(server.local_addr());
     client.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -134,9 +133,9 @@ fn a_reader_that_stops_reading_hits_the_limit_and_memory_stays_bounded() {
 fn the_close_policy_closes_with_1008_at_the_limit() {
     let _serial = serial();
     let flood = Flood::default();
-    // The close timeout (500 ms) is the point; the handshake's is not.
+    // The close timeout is the point: 500 ms, which no busy machine makes early.
     let config = test_config()
-        .with_handshake_timeout(Some(PATIENCE))
+        .with_close_timeout(Duration::from_millis(500))
         .with_backpressure(LIMIT, BackpressurePolicy::Close);
     let server = start(config, flood.clone());
     let mut client = server::raw_ws(server.local_addr());

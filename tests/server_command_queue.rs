@@ -15,7 +15,7 @@ mod server;
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::Duration;
 
-use server::{Client, PATIENCE, connect, patient_config, start};
+use server::{Client, PATIENCE, connect, start, test_config};
 use tungstenite::Message as T;
 use wsreactor::{CloseCode, ConnId, Handler, Message, QueueStatus, Socket};
 
@@ -122,7 +122,7 @@ fn a_full_queue_refuses_and_everything_it_queued_arrives_in_order() {
     const LIMIT: usize = 64 * 1024;
     const SIZE: usize = 1000;
     let (handler, control) = Held::new();
-    let config = patient_config().with_max_queued_command_bytes(LIMIT);
+    let config = test_config().with_max_queued_command_bytes(LIMIT);
     let server = start(config, handler);
     let (mut client, id) = control.open(server.local_addr());
     let sender = server.sender();
@@ -174,7 +174,7 @@ fn a_full_queue_refuses_and_everything_it_queued_arrives_in_order() {
 fn after_shutdown_every_command_is_refused_as_closed() {
     let _serial = serial();
     let (handler, control) = Held::new();
-    let server = start(patient_config(), handler);
+    let server = start(test_config(), handler);
     let (_client, id) = control.open(server.local_addr());
     let sender = server.sender();
     server.shutdown(Duration::from_millis(200)).unwrap();
@@ -211,7 +211,7 @@ fn after_shutdown_every_command_is_refused_as_closed() {
 fn a_dropped_handle_closes_the_queues() {
     let _serial = serial();
     let (handler, _control) = Held::new();
-    let sender = start(patient_config(), handler).sender();
+    let sender = start(test_config(), handler).sender();
     // The handle was dropped at the end of the statement: the server stopped.
     assert_eq!(sender.broadcast(Message::Text("x")), QueueStatus::Closed);
 }
@@ -223,7 +223,7 @@ fn a_dropped_handle_closes_the_queues() {
 fn shutdown_with_the_longest_timeout_waits_for_the_close_handshake() {
     let _serial = serial();
     let (handler, control) = Held::new();
-    let server = start(patient_config(), handler);
+    let server = start(test_config(), handler);
     let (mut client, _) = control.open(server.local_addr());
     let reader = std::thread::spawn(move || {
         // tungstenite answers the server's close frame, then the read fails.
@@ -255,7 +255,7 @@ fn shutdown_with_the_longest_timeout_waits_for_the_close_handshake() {
 fn a_flood_of_commands_does_not_starve_reads() {
     let _serial = serial();
     let (handler, control) = Held::new();
-    let server = start(patient_config(), handler);
+    let server = start(test_config(), handler);
     let (mut target, target_id) = control.open(server.local_addr());
     let (mut holder, _) = control.open(server.local_addr());
     let (mut marker, _) = control.open(server.local_addr());

@@ -6,14 +6,14 @@ mod server;
 
 use std::sync::mpsc;
 
-use server::{PATIENCE, Register, patient_config, start, wait_until, ws_client};
+use server::{PATIENCE, Register, start, test_config, wait_until, ws_client};
 use wsreactor::client::{Client, Incoming};
 use wsreactor::{CloseCode, ConnId, Message};
 
 /// Reports each connection's id as it opens.
 fn setup() -> (wsreactor::ServerHandle, mpsc::Receiver<ConnId>) {
     let (register, ids) = Register::new();
-    (start(patient_config(), register), ids)
+    (start(test_config(), register), ids)
 }
 
 fn open(server: &wsreactor::ServerHandle, ids: &mpsc::Receiver<ConnId>) -> (Client, ConnId) {

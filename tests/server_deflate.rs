@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use deflate_client::{COMPRESSED, DeflateClient, Got};
-use server::{PATIENCE, patient_config, start, wait_for_stats};
+use server::{PATIENCE, start, test_config, wait_for_stats};
 use wsreactor::proto::frame::OpCode;
 use wsreactor::{Compress, Compression, ConnId, Deflate, Handler, Message, Sender, Socket};
 
@@ -40,7 +40,7 @@ impl Handler for Echo {
 
 fn echo_server(compression: Compression) -> (wsreactor::ServerHandle, mpsc::Receiver<ConnId>) {
     let (tx, rx) = mpsc::channel();
-    let config = patient_config().with_compression(compression);
+    let config = test_config().with_compression(compression);
     (start(config, Echo { opened: tx }), rx)
 }
 
@@ -203,7 +203,7 @@ fn a_broadcast_between_own_messages_resets_the_dedicated_compressor() {
 
 #[test]
 fn a_deflate_bomb_is_closed_with_1009_at_once() {
-    let config = patient_config()
+    let config = test_config()
         .with_compression(Compression::shared())
         .with_max_message_size(1 << 20);
     let (tx, _rx) = mpsc::channel();
@@ -330,7 +330,7 @@ impl Handler for Flood {
 fn drop_oldest_never_drops_a_message_a_kept_context_refers_to() {
     const FIRST: usize = 3000;
     const SECOND: usize = 20_000;
-    let config = patient_config()
+    let config = test_config()
         .with_compression(Compression::dedicated())
         .with_backpressure(256 * 1024, wsreactor::BackpressurePolicy::DropOldest)
         .with_send_buffer_size(Some(4096));

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use deflate_client::{DeflateClient, Got};
 use server::{
-    PATIENCE, UPGRADE, patient_config, read_frame, read_head, start, wait_for_stats, wait_until,
+    PATIENCE, UPGRADE, read_frame, read_head, start, test_config, wait_for_stats, wait_until,
 };
 use wsreactor::compression::Compression;
 use wsreactor::{BackpressurePolicy, Config, ConnId, Handler, Message, QueueStatus, Socket};
@@ -124,7 +124,7 @@ impl Handler for Feed {
 }
 
 fn config() -> Config {
-    patient_config()
+    test_config()
         .with_backpressure(LIMIT, BackpressurePolicy::DropOldest)
         .with_send_buffer_size(Some(8 * 1024))
 }

@@ -5,7 +5,7 @@
 #[path = "util/server.rs"]
 mod server;
 
-use server::{Echo, connect, patient_config, start, ws_client};
+use server::{Echo, connect, start, test_config, ws_client};
 use tungstenite::Message as T;
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -14,7 +14,7 @@ use wsreactor::{CloseCode, Message};
 
 #[test]
 fn text_and_binary_of_every_size_come_back_exactly() {
-    let server = start(patient_config(), Echo);
+    let server = start(test_config(), Echo);
     let mut ws = ws_client(server.local_addr(), "/");
     let sizes = [
         0,
@@ -57,7 +57,7 @@ fn text_and_binary_of_every_size_come_back_exactly() {
 
 #[test]
 fn fragmented_messages_are_reassembled() {
-    let server = start(patient_config(), Echo);
+    let server = start(test_config(), Echo);
     let mut ws = connect(server.local_addr(), "/");
     let parts: [&[u8]; 4] = [b"frag", b"", b"mented ", "tëxt".as_bytes()];
     for (i, part) in parts.iter().enumerate() {
@@ -80,7 +80,7 @@ fn fragmented_messages_are_reassembled() {
 
 #[test]
 fn a_ping_gets_a_pong_with_its_payload() {
-    let server = start(patient_config(), Echo);
+    let server = start(test_config(), Echo);
     let mut ws = ws_client(server.local_addr(), "/");
     ws.ping(b"hello?").unwrap();
     assert_eq!(ws.recv().unwrap(), Incoming::Pong(b"hello?"));
@@ -88,7 +88,7 @@ fn a_ping_gets_a_pong_with_its_payload() {
 
 #[test]
 fn a_client_close_is_answered_and_reported() {
-    let server = start(patient_config(), Echo);
+    let server = start(test_config(), Echo);
     let mut ws = ws_client(server.local_addr(), "/");
     ws.close(CloseCode::NORMAL, "done").unwrap();
     // recv returns the server's reply once the server has closed TCP.

@@ -12,7 +12,7 @@ mod server;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use server::{Client, PATIENCE, connect, patient_config, start, wait_until};
+use server::{Client, PATIENCE, connect, start, test_config, wait_until};
 use tungstenite::Message as T;
 use wsreactor::{
     BackpressurePolicy, Config, ConnId, Handler, MAX_TOPIC_LEN, Message, Published, Socket,
@@ -105,7 +105,7 @@ fn setup(config: Config) -> Setup {
 }
 
 fn two_reactors() -> Config {
-    patient_config().with_reactors(2)
+    test_config().with_reactors(2)
 }
 
 impl Setup {
@@ -283,7 +283,7 @@ fn subscriptions_end_with_unsubscribe_and_with_the_connection() {
 
 #[test]
 fn long_names_and_too_many_subscriptions_are_refused_with_their_reason() {
-    let s = setup(patient_config().with_max_subscriptions(100));
+    let s = setup(test_config().with_max_subscriptions(100));
     let (mut a, _) = s.open();
     let long = "x".repeat(MAX_TOPIC_LEN + 1);
     command(&mut a, &format!("sub {long}"));
@@ -304,7 +304,7 @@ fn long_names_and_too_many_subscriptions_are_refused_with_their_reason() {
 
 #[test]
 fn messages_published_in_one_turn_keep_their_order_with_direct_sends() {
-    let s = setup(patient_config());
+    let s = setup(test_config());
     let (mut sub, _) = s.open();
     let (mut publisher, _) = s.open();
     subscribe(&mut sub, "t");
@@ -360,7 +360,7 @@ fn slow_subscriber(addr: std::net::SocketAddr, topic: &str) -> std::net::TcpStre
 /// connection's own `dropped_publications`; what was not dropped arrives in order.
 #[test]
 fn a_subscriber_that_does_not_read_is_dropped_for_and_counted() {
-    let config = patient_config().with_backpressure(64 * 1024, BackpressurePolicy::Drop);
+    let config = test_config().with_backpressure(64 * 1024, BackpressurePolicy::Drop);
     let s = setup(config);
     let mut slow = slow_subscriber(s.server.local_addr(), "t");
     let (mut publisher, _) = s.open();

@@ -126,6 +126,11 @@ fn wait_returns_once_another_thread_shuts_the_server_down() {
         T::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
         other => panic!("unexpected {other:?}"),
     }
+    // The client's answer to the close (tungstenite queued it) ends the handshake.
+    match client.flush() {
+        Ok(()) | Err(tungstenite::Error::ConnectionClosed) => {}
+        Err(e) => panic!("the close reply: {e}"),
+    }
     done.recv_timeout(PATIENCE).expect("wait() returned");
     waiter.join().unwrap().expect("no reactor panicked");
     assert_eq!(sender.send(id, Message::Text("late")), QueueStatus::Closed);

@@ -15,19 +15,13 @@ use wsreactor::{Config, ConnId, Handler, Message, Server, ServerHandle, Socket};
 /// times longer than an idle one, and a verdict must not depend on that.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-/// A configuration for tests: one reactor, timeouts short enough to test quickly.
+/// A configuration for tests: one reactor, and handshake and close timeouts only a
+/// hang reaches, since a busy machine can stall a client between its connect and
+/// its request (or its close reply) for longer than any short timeout. A test of
+/// those timeouts, or one that relies on them to end a connection, sets its own.
 pub fn test_config() -> Config {
     Config::default()
         .with_reactors(1)
-        .with_handshake_timeout(Some(Duration::from_millis(500)))
-        .with_close_timeout(Duration::from_millis(500))
-}
-
-/// [`test_config`] for tests that are not about the handshake or close timeouts:
-/// those only a hang reaches, since a busy machine can stall a client between its
-/// connect and its request (or its close reply) for longer than 500 ms.
-pub fn patient_config() -> Config {
-    test_config()
         .with_handshake_timeout(Some(PATIENCE))
         .with_close_timeout(PATIENCE)
 }

@@ -14,8 +14,9 @@ pub enum SendStatus {
     Sent,
     /// Accepted, but it waits in the connection's queue behind bytes the kernel has
     /// not taken yet; [`Handler::on_drain`](crate::Handler::on_drain) is called when
-    /// the queue empties. Under [`BackpressurePolicy::Pause`] the queue may be past
-    /// the limit: the connection is not read until it drains.
+    /// the queue empties. Under
+    /// [`BackpressurePolicy::Pause`](crate::BackpressurePolicy::Pause) the queue may
+    /// be past the limit: the connection is not read until it drains.
     Backpressure,
     /// Not sent: the connection's queue is at [`Config::max_backpressure`]
     /// (the connection is also closing if the policy is

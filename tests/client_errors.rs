@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use scripted::{accept, frame, read_client_close, serve};
 use server::{Echo, PATIENCE, start, test_config};
 use wsreactor::client::{self, ClientBuilder, ClientHandshakeError, Error, Incoming, Phase};
-use wsreactor::{Handler, Message, Request, Upgrade};
+use wsreactor::{Handler, HttpResponse, Message, Request, Upgrade};
 
 #[test]
 fn a_refused_connection_says_so_with_the_address() {
@@ -35,28 +35,127 @@ fn a_refused_connection_says_so_with_the_address() {
     }
 }
 
-/// Refuses every upgrade with 403, as for a forbidden origin.
+/// Refuses every upgrade with 401, a header and a body that says why, as an
+/// authenticating server does.
 #[derive(Clone)]
 struct Forbid;
 
 impl Handler for Forbid {
     type Session = ();
-    fn on_upgrade(&mut self, _: &Request<'_, '_>) -> Upgrade<()> {
-        Upgrade::reject(403)
+    fn on_upgrade(&mut self, request: &Request<'_, '_>) -> Upgrade<()> {
+        let sensor = request.query_param("sensor").unwrap_or_default();
+        let why = format!("invalid token for sensor {sensor}\n");
+        Upgrade::reject_with(
+            HttpResponse::new(401, "text/plain", why).with_header("WWW-Authenticate", "Bearer"),
+        )
     }
 }
 
 #[test]
-fn a_refused_upgrade_reports_the_status_code() {
+fn a_refused_upgrade_reports_the_status_headers_and_body() {
     let server = start(test_config(), Forbid);
-    let result = client::connect(format!("ws://{}/", server.local_addr()));
+    let result = client::connect(format!("ws://{}/ingest?sensor=7", server.local_addr()));
+    let Err(Error::Rejected(rejection)) = result else {
+        panic!("expected a rejection, got {result:?}");
+    };
+    assert_eq!(rejection.status, 401);
+    assert_eq!(rejection.header("www-authenticate"), Some(&b"Bearer"[..]));
+    assert_eq!(rejection.header("content-type"), Some(&b"text/plain"[..]));
+    assert_eq!(rejection.body_text(), "invalid token for sensor 7\n");
+    assert!(!rejection.truncated);
+    let message = Error::Rejected(rejection).to_string();
     assert!(
-        matches!(
-            result,
-            Err(Error::Handshake(ClientHandshakeError::Status(403)))
-        ),
-        "{result:?}"
+        message.starts_with("the server refused the upgrade: 401")
+            && message.ends_with(": invalid token for sensor 7"),
+        "{message}"
     );
+}
+
+/// A refusal as a scripted server sends it (`response`, then `then` after a
+/// pause the client must wait through), and what the client reports.
+fn rejected(response: &'static [u8], then: &'static [u8], close: bool) -> client::Rejection {
+    let server = serve(
+        move |_| response.to_vec(),
+        move |mut s| {
+            if !then.is_empty() {
+                s.write_all(then).unwrap();
+            }
+            if close {
+                drop(s);
+            } else {
+                // Held open until the client has its verdict: the body's framing,
+                // not the connection's end, must finish it.
+                let _ = std::io::Read::read(&mut s, &mut [0u8; 1]);
+            }
+        },
+    );
+    let result = ClientBuilder::new(server.url())
+        .handshake_timeout(PATIENCE)
+        .connect();
+    let Err(Error::Rejected(rejection)) = result else {
+        panic!("expected a rejection, got {result:?}");
+    };
+    server.join();
+    *rejection
+}
+
+#[test]
+fn a_rejections_body_is_read_as_its_framing_says() {
+    // Content-Length, in two writes; the connection stays open.
+    let r = rejected(
+        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 12\r\n\r\nbad ",
+        b"origin\r\nXX",
+        false,
+    );
+    assert_eq!((r.status, r.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        (r.body.as_slice(), r.truncated),
+        (&b"bad origin\r\n"[..], false)
+    );
+    // Chunked, split inside a chunk; the connection stays open.
+    let r = rejected(
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nslo",
+        b"w\r\n5\r\n down\r\n0\r\n\r\n",
+        false,
+    );
+    assert_eq!(r.header("retry-after"), Some(&b"5"[..]));
+    assert_eq!((r.body.as_slice(), r.truncated), (&b"slow down"[..], false));
+    // Neither: the body ends with the connection.
+    let r = rejected(b"HTTP/1.1 500 Oops\r\n\r\ntry ", b"later", true);
+    assert_eq!((r.body.as_slice(), r.truncated), (&b"try later"[..], false));
+    // A Content-Length the connection's end cuts short: kept, marked truncated. (A
+    // body the handshake timeout cuts short is the same case to the client: its read
+    // fails, and what came is kept.)
+    let r = rejected(
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 100\r\n\r\nshort",
+        b"",
+        true,
+    );
+    assert_eq!((r.body.as_slice(), r.truncated), (&b"short"[..], true));
+}
+
+#[test]
+fn a_rejection_body_longer_than_the_limit_is_cut_there() {
+    static BIG: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let big = BIG.get_or_init(|| vec![b'x'; 3 * client::MAX_REJECTION_BODY]);
+    let server = serve(
+        |_| b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/html\r\n\r\n".to_vec(),
+        move |mut s| {
+            // The client stops reading at the limit: the rest may meet a reset.
+            let _ = s.write_all(big);
+        },
+    );
+    let result = ClientBuilder::new(server.url())
+        .handshake_timeout(PATIENCE)
+        .connect();
+    let Err(Error::Rejected(r)) = result else {
+        panic!("expected a rejection, got {result:?}");
+    };
+    assert_eq!(r.status, 503);
+    assert_eq!(r.body.len(), client::MAX_REJECTION_BODY);
+    assert!(r.truncated);
+    drop(r);
+    server.join();
 }
 
 #[test]
@@ -68,13 +167,13 @@ fn a_redirect_is_reported_not_followed() {
         |_| (),
     );
     let result = client::connect(server.url());
-    assert!(
-        matches!(
-            result,
-            Err(Error::Handshake(ClientHandshakeError::Status(301)))
-        ),
-        "{result:?}"
-    );
+    match result {
+        Err(Error::Rejected(r)) => {
+            assert_eq!(r.status, 301);
+            assert_eq!(r.header("location"), Some(&b"ws://127.0.0.1:1/"[..]));
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
     server.join();
 }
 

@@ -11,16 +11,17 @@ use std::time::{Duration, Instant};
 use super::Client;
 use super::error::{Error, Phase, Result, io_error};
 use super::read::{Input, Reader};
+use super::rejection::{self, Body};
 use super::url::WsUrl;
 use super::write::Shared;
 use crate::proto::deflate::ClientDeflate;
 use crate::proto::handshake::{
-    EMPTY_HEADER, encode_key, parse_response_with_deflate, write_request,
+    ClientHandshakeError, EMPTY_HEADER, encode_key, parse_response_with_deflate, write_request,
 };
 use crate::proto::{Connection, Limits};
 
-/// Headers the client writes itself (or, for the extensions header, will write when
-/// permessage-deflate lands), which [`ClientBuilder::header`] may not set.
+/// Headers the client writes itself (the extensions header with
+/// [`ClientBuilder::deflate`]), which [`ClientBuilder::header`] may not set.
 const OWN_HEADERS: [&str; 9] = [
     "host",
     "upgrade",
@@ -175,10 +176,11 @@ impl ClientBuilder {
     /// # Errors
     ///
     /// [`Error::Url`] and [`Error::Config`] for settings that cannot be used (checked
-    /// before any connection is made); [`Error::Unsupported`] for `deflate(true)` and,
-    /// without the `tls` feature, `wss://`; [`Error::Resolve`], [`Error::Connect`]
-    /// (refused, unreachable) and [`Error::Timeout`]; with TLS, `Error::Tls`;
-    /// [`Error::Handshake`] for any answer but a valid 101 (redirects are not followed);
+    /// before any connection is made); [`Error::Unsupported`] for `wss://` without the
+    /// `tls` feature; [`Error::Resolve`], [`Error::Connect`] (refused, unreachable) and
+    /// [`Error::Timeout`]; with TLS, `Error::Tls`; [`Error::Rejected`] for a status
+    /// other than 101, with the server's headers and body (redirects are not
+    /// followed); [`Error::Handshake`] for a 101 that is not a valid one;
     /// [`Error::Io`] if the server closes or resets the connection during the upgrade.
     pub fn connect(&self) -> Result<Client> {
         let url = WsUrl::parse(&self.url).map_err(|e| Error::Url(format!("{}: {e}", self.url)))?;
@@ -242,13 +244,17 @@ impl ClientBuilder {
             }
             input.filled(n);
             let mut slots = [EMPTY_HEADER; 64];
-            if let Some((response, len)) = parse_response_with_deflate(
+            let parsed = parse_response_with_deflate(
                 input.data(),
                 &mut slots,
                 &key,
                 &protocols,
                 self.deflate.then_some(&offer),
-            )? {
+            );
+            if let Err(ClientHandshakeError::Status(status)) = parsed {
+                return Err(exchange.rejection(&mut input, status));
+            }
+            if let Some((response, len)) = parsed? {
                 let headers = response
                     .headers()
                     .map(|(name, value)| (name.to_owned(), value.to_vec()))
@@ -379,6 +385,30 @@ struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
+    /// The refusal whose head starts `input`: its headers, and its body read within
+    /// the handshake's deadline (a timeout or an end keeps what came).
+    fn rejection(&mut self, input: &mut Input, status: u16) -> Error {
+        let Some(head) = rejection::parse_head(input.data()) else {
+            return Error::Handshake(ClientHandshakeError::Status(status));
+        };
+        let mut rejection = head.rejection;
+        input.consume(head.len);
+        let mut ended = false;
+        loop {
+            match rejection::body(head.framing, input.data(), ended) {
+                Body::Done(body, truncated) => {
+                    rejection.body = body;
+                    rejection.truncated = truncated;
+                    return Error::Rejected(Box::new(rejection));
+                }
+                Body::More => match self.read(input.spare()) {
+                    Ok(0) | Err(_) => ended = true,
+                    Ok(n) => input.filled(n),
+                },
+            }
+        }
+    }
+
     /// Sets both socket timeouts to the time left.
     fn arm(&mut self) -> Result<()> {
         let left = self.deadline.saturating_duration_since(Instant::now());

@@ -42,8 +42,8 @@ pub enum Error {
     /// client writes itself, a subprotocol that is not a token, a CA file without a
     /// certificate. The caller's fault.
     Config(String),
-    /// Something this client does not do (yet): `wss://` without the `tls` feature,
-    /// permessage-deflate. The caller's choice.
+    /// Something this build of the client does not do: `wss://` without the `tls`
+    /// feature. The caller's choice.
     Unsupported(&'static str),
     /// The host name did not resolve to an address.
     Resolve {
@@ -66,10 +66,15 @@ pub enum Error {
     /// the handshake failed, or the server sent an alert or a corrupt record.
     #[cfg(feature = "tls")]
     Tls(rustls::Error),
-    /// The server's answer to the upgrade is not an acceptable `101 Switching
-    /// Protocols`: [`ClientHandshakeError::Status`] carries any other status code
-    /// (redirects are not followed), [`ClientHandshakeError::BadAccept`] a wrong
-    /// `Sec-WebSocket-Accept`. The server's refusal or fault.
+    /// The server answered the upgrade with another status than 101 (a refusal, an
+    /// error, a redirect, which is not followed): its status, headers and body, so
+    /// that the caller learns why ("invalid token"). The server's refusal.
+    Rejected(Box<super::Rejection>),
+    /// The server's `101 Switching Protocols` is not an acceptable one:
+    /// [`ClientHandshakeError::BadAccept`] a wrong `Sec-WebSocket-Accept`, a missing
+    /// `Upgrade`, an extension or subprotocol not offered, a malformed head. The
+    /// server's fault. ([`ClientHandshakeError::Status`] only for a refusal whose head
+    /// could not be read again, which does not happen with a head the client parsed.)
     Handshake(ClientHandshakeError),
     /// The server broke RFC 6455 (or a limit such as the maximum message size); the
     /// client sent a close frame with [`ProtocolError::code`] (1002, 1007 or 1009) and
@@ -113,6 +118,7 @@ impl fmt::Display for Error {
             Error::Timeout(phase) => write!(f, "timed out ({phase:?})"),
             #[cfg(feature = "tls")]
             Error::Tls(e) => write!(f, "TLS failed: {e}"),
+            Error::Rejected(r) => write!(f, "{r}"),
             Error::Handshake(e) => write!(f, "WebSocket upgrade failed: {e}"),
             Error::Protocol(e) => write!(f, "the server broke the protocol: {e}"),
             Error::AbnormalClosure => {

@@ -53,11 +53,18 @@
 //! Dropping the [`Client`] closes TCP at once (the server sees 1006); close first
 //! for a clean end. [`Sender`]s then fail.
 //!
+//! # Refusals
+//!
+//! A server that answers the upgrade with another status than 101 is reported as
+//! [`Error::Rejected`] with a [`Rejection`]: the status, the headers and the body (up
+//! to [`MAX_REJECTION_BODY`]), so that a client learns why it was refused; its
+//! `Display` is the status and the body's first line.
+//!
 //! # What it does not do
 //!
-//! - Redirects are not followed: a `3xx` is [`Error::Handshake`] with its status.
+//! - Redirects are not followed: a `3xx` is [`Error::Rejected`], its `Location` header
+//!   in the [`Rejection`].
 //! - HTTP proxies (`CONNECT`) are not supported.
-//! - permessage-deflate when [`ClientBuilder::deflate`] is set and the server accepts.
 //! - `wss://` needs the `tls` feature, and a root of trust given explicitly (no
 //!   system roots): `ClientBuilder::root_certificates`, `ca_file`, `tls_config`, or
 //!   for tests `danger_accept_invalid_certs`.
@@ -70,6 +77,7 @@ use crate::proto::{CloseCode, CloseFrame, Message};
 mod builder;
 mod error;
 mod read;
+mod rejection;
 #[cfg(feature = "tls")]
 mod tls;
 mod url;
@@ -77,6 +85,7 @@ mod write;
 
 pub use builder::ClientBuilder;
 pub use error::{ClientHandshakeError, Error, Phase, ProtocolError, Result, SendError};
+pub use rejection::{MAX_REJECTION_BODY, Rejection};
 #[cfg(feature = "tls")]
 pub use rustls;
 #[cfg(feature = "tls")]

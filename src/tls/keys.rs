@@ -42,7 +42,7 @@ use rustls::{
 };
 
 /// rustls' *ring* provider with its TLS 1.3 suites keeping their keys in the
-/// thread's pool (see the [module](self)); everything else is ring's.
+/// thread's pool (`src/tls/keys.rs` says how); everything else is ring's.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
     let mut provider = rustls::crypto::ring::default_provider();
     for suite in &mut provider.cipher_suites {

@@ -19,6 +19,7 @@ use crate::pubsub::{Published, TopicCounts};
 use crate::reactor::tls::TlsConfig;
 use crate::reactor::topics::PubSub;
 use crate::reactor::{Command, Listeners, Reactor, Shared, WAKER};
+use crate::stats::Stats;
 use crate::status::QueueStatus;
 
 mod handle;
@@ -656,6 +657,25 @@ impl Sender {
     /// How many connections subscribe to `topic`, over every reactor.
     pub fn subscribers(&self, topic: impl AsRef<[u8]>) -> usize {
         self.counts.total(topic.as_ref())
+    }
+
+    /// The counters of all reactors together (and the bridge's, with one): the same
+    /// as [`ServerHandle::stats`], from any thread or from a handler built with
+    /// [`Server::sender`] (a metrics endpoint in `on_http`, say). Each reactor
+    /// publishes its counters once per loop turn; reading them takes no lock.
+    pub fn stats(&self) -> Stats {
+        #[allow(unused_mut)]
+        let mut stats = Stats::sum(&self.reactor_stats());
+        #[cfg(feature = "redis")]
+        {
+            stats.bridge = self.bridge_stats();
+        }
+        stats
+    }
+
+    /// The counters of each reactor, in reactor order.
+    pub fn reactor_stats(&self) -> Vec<Stats> {
+        self.reactors.iter().map(|r| r.stats.snapshot()).collect()
     }
 
     /// Starts the close handshake of connection `id` with `code` and `reason`.

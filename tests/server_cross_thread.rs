@@ -91,3 +91,52 @@ fn a_server_side_close_from_another_thread_closes_with_its_code() {
     }
     wait_until(PATIENCE, || server.stats().closed_with(4000) == 1);
 }
+
+/// Answers "stats" with the server's counters, read through a `Sender` it was
+/// built with before the server ran.
+#[derive(Clone)]
+struct Counting(wsreactor::Sender);
+
+impl wsreactor::Handler for Counting {
+    type Session = ();
+    fn on_message(&mut self, ws: &mut wsreactor::Socket<'_, ()>, message: Message<'_>) {
+        if message.as_bytes() == b"stats" {
+            let stats = self.0.stats();
+            let _ = ws.send_text(&format!("{} {}", stats.open, stats.accepted));
+        } else {
+            let _ = ws.send(message);
+        }
+    }
+}
+
+#[test]
+fn a_sender_reads_the_servers_counters_from_any_thread_and_from_a_handler() {
+    let server = wsreactor::Server::bind("127.0.0.1:0", test_config().with_reactors(2)).unwrap();
+    let handler = Counting(server.sender());
+    let server = server.spawn(handler).unwrap();
+    let sender = server.sender();
+    let mut a = ws_client(server.local_addr(), "/");
+    let mut b = ws_client(server.local_addr(), "/");
+    for client in [&mut a, &mut b] {
+        client.send(Message::Text("hi")).unwrap();
+        assert_eq!(next_text(client), "hi");
+    }
+    // Both are open (each reactor has published the turn that opened its own).
+    a.send(Message::Text("stats")).unwrap();
+    assert_eq!(next_text(&mut a), "2 2");
+    // From another thread: the counters summed over reactors, as each reactor
+    // publishes them at the end of its turn (the last messages' turns may not have
+    // ended yet).
+    let stats = std::thread::spawn(move || {
+        wait_until(PATIENCE, || sender.stats().messages_in == 3);
+        sender.stats()
+    })
+    .join()
+    .unwrap();
+    assert_eq!((stats.open, stats.accepted), (2, 2));
+    let per_reactor = server.sender().reactor_stats();
+    assert_eq!(per_reactor.len(), 2);
+    assert_eq!(per_reactor.iter().map(|s| s.accepted).sum::<u64>(), 2);
+    drop(b);
+    wait_until(PATIENCE, || server.sender().stats().open == 1);
+}

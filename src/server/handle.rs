@@ -98,22 +98,12 @@ impl ServerHandle {
 
     /// The counters of all reactors together (and the bridge's, with one).
     pub fn stats(&self) -> Stats {
-        #[allow(unused_mut)]
-        let mut stats = Stats::sum(&self.reactor_stats());
-        #[cfg(feature = "redis")]
-        {
-            stats.bridge = self.sender.bridge_stats();
-        }
-        stats
+        self.sender.stats()
     }
 
     /// The counters of each reactor.
     pub fn reactor_stats(&self) -> Vec<Stats> {
-        self.sender
-            .reactors
-            .iter()
-            .map(|r| r.stats.snapshot())
-            .collect()
+        self.sender.reactor_stats()
     }
 
     /// Shuts down gracefully and waits for the reactor threads. In order:

@@ -75,35 +75,24 @@ pub struct EchoServer {
 }
 
 impl EchoServer {
-    /// Builds the echo example (release) and starts it on a free port with `threads`
-    /// reactors, pinned to CPU 0 when `taskset` is there.
+    /// Starts the echo example on a free port with `threads` reactors, pinned to
+    /// CPU 0 when `taskset` is there.
     ///
-    /// The build shows cargo's own progress: on a cold target directory it compiles
-    /// the library and the few crates its examples need (signal-hook for the echo
-    /// server, and the tests' proptest and tungstenite, which cargo builds for every
-    /// example), never the benchmarks' criterion, fastwebsockets or tokio (they are
-    /// the wsreactor-benches crate's).
+    /// The example is `wsload-echo`, the echo example's source built by cargo beside
+    /// wsload as a binary of this crate (`cargo run -p wsload` builds both, with
+    /// nothing of the tests' dev-dependencies). A wsload without it beside (copied
+    /// elsewhere) builds the example itself: `cargo build --release -p wsreactor
+    /// --example echo`.
     pub fn start(threads: usize) -> Result<EchoServer, String> {
-        let root = workspace_root();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        eprintln!("building the echo example: cargo build --release -p wsreactor --example echo");
-        let started = std::time::Instant::now();
-        let status = Command::new(&cargo)
-            .args(["build", "--release", "-p", "wsreactor", "--example", "echo"])
-            .current_dir(&root)
-            .status()
-            .map_err(|e| format!("cannot run {cargo}: {e}"))?;
-        if !status.success() {
-            return Err("building the echo example failed".into());
-        }
-        eprintln!(
-            "built in {:.1} s; starting it with {threads} reactor thread(s)",
-            started.elapsed().as_secs_f64()
-        );
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let binary = target.join("release/examples/echo");
+        let beside = std::env::current_exe()
+            .ok()
+            .map(|exe| exe.with_file_name("wsload-echo"))
+            .filter(|bin| bin.is_file());
+        let binary = match beside {
+            Some(bin) => bin,
+            None => build_example()?,
+        };
+        eprintln!("starting the echo example with {threads} reactor thread(s)");
         let threads = threads.to_string();
         let args = ["--addr", "127.0.0.1:0", "--threads", threads.as_str()];
         let mut command = if has_taskset() {
@@ -157,6 +146,26 @@ impl Drop for EchoServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Builds the echo example (release) with cargo, showing cargo's progress, and
+/// returns its path.
+fn build_example() -> Result<PathBuf, String> {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("building the echo example: cargo build --release -p wsreactor --example echo");
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "-p", "wsreactor", "--example", "echo"])
+        .current_dir(&root)
+        .status()
+        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    if !status.success() {
+        return Err("building the echo example failed".into());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release/examples/echo"))
 }
 
 fn workspace_root() -> PathBuf {

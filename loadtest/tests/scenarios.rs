@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -442,4 +442,29 @@ fn non_loopback_targets_are_refused() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("127.0.0.0/8"));
+}
+
+/// The first run's demo starts the echo example built beside wsload (`wsload-echo`,
+/// a binary of this crate), without running cargo: the tests' dev-dependencies are
+/// not built for it. With `CARGO` naming a command that fails, a wsload that tried to
+/// build the example would fail.
+#[test]
+fn the_demo_runs_the_echo_example_built_beside_wsload_without_cargo() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wsload"))
+        .args(["demo", "--connections", "5", "--idle-connections", "10"])
+        .args(["--duration", "0.2", "--quiet"])
+        .env("CARGO", "false")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the demo failed: {stdout}{stderr}");
+    assert!(
+        stdout.contains("echo example on ws://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("building the echo example"), "{stderr}");
+    // The echo binary beside wsload is the echo example's source.
+    let beside = Path::new(env!("CARGO_BIN_EXE_wsload")).with_file_name("wsload-echo");
+    assert_eq!(Path::new(env!("CARGO_BIN_EXE_wsload-echo")), beside);
 }

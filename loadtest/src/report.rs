@@ -228,14 +228,6 @@ impl Report {
             &BLUE,
         )?;
 
-        // Percentiles on a "nines" axis: 0 → 0, 90 → 1, 99 → 2, 99.9 → 3 ...
-        let nines = |p: f64| {
-            if p >= 100.0 {
-                5.0
-            } else {
-                -(1.0 - p / 100.0).log10()
-            }
-        };
         let max_us = self.latency.max_us.max(1.0) * 1.1;
         let mut chart = ChartBuilder::on(&bottom)
             .caption("latency by percentile (µs)", ("sans-serif", 18))
@@ -247,14 +239,10 @@ impl Report {
         chart
             .configure_mesh()
             .x_desc("percentile")
-            .x_label_formatter(&|x| match *x as i32 {
-                0 => "0".into(),
-                1 => "90".into(),
-                2 => "99".into(),
-                3 => "99.9".into(),
-                4 => "99.99".into(),
-                _ => "max".into(),
-            })
+            // One label per nine: plotters puts them on 0, 1, ... 5.
+            .x_labels(6)
+            .x_label_formatter(&|x| percentile_label(*x))
+            .y_label_formatter(&|y| human(*y))
             .draw()
             .map_err(|e| e.to_string())?;
         chart
@@ -265,6 +253,64 @@ impl Report {
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())
     }
+}
+
+/// The percentiles labelled on the latency plot's axis (one per nine), and their
+/// labels.
+const PERCENTILE_TICKS: [(f64, &str); 6] = [
+    (0.0, "0 %"),
+    (90.0, "90 %"),
+    (99.0, "99 %"),
+    (99.9, "99.9 %"),
+    (99.99, "99.99 %"),
+    (100.0, "max"),
+];
+
+/// A percentile's place on the "nines" axis: 90 → 1, 99 → 2, 99.9 → 3 ... and the
+/// maximum at 5.
+fn nines(p: f64) -> f64 {
+    if p >= 100.0 {
+        5.0
+    } else {
+        -(1.0 - p / 100.0).log10()
+    }
+}
+
+/// The label of a place on the nines axis: one of [`PERCENTILE_TICKS`], or nothing
+/// between them.
+fn percentile_label(x: f64) -> String {
+    PERCENTILE_TICKS
+        .iter()
+        .find(|&&(p, _)| (nines(p) - x).abs() < 1e-6)
+        .map_or_else(String::new, |&(_, label)| label.to_owned())
+}
+
+/// A count as people read it: 950, 1.5k, 180k, 2.4M.
+pub fn human(value: f64) -> String {
+    let a = value.abs();
+    let (scaled, suffix) = if a >= 1e9 {
+        (value / 1e9, "G")
+    } else if a >= 1e6 {
+        (value / 1e6, "M")
+    } else if a >= 1e3 {
+        (value / 1e3, "k")
+    } else {
+        (value, "")
+    };
+    let text = if scaled.abs() >= 100.0 || scaled.fract().abs() < 1e-9 {
+        format!("{scaled:.0}")
+    } else if scaled.abs() >= 10.0 {
+        format!("{scaled:.1}")
+    } else {
+        format!("{scaled:.2}")
+    };
+    // 1.50k reads as 1.5k.
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    };
+    format!("{text}{suffix}")
 }
 
 /// Writes `value` as pretty JSON to `path`.
@@ -293,10 +339,42 @@ pub fn time_series<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc("second")
+        .y_label_formatter(&|y| human(*y))
         .draw()
         .map_err(|e| e.to_string())?;
     chart
         .draw_series(LineSeries::new(points, colour))
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_as_people_write_them() {
+        let cases = [
+            (0.0, "0"),
+            (950.0, "950"),
+            (1500.0, "1.5k"),
+            (12_500.0, "12.5k"),
+            (180_000.0, "180k"),
+            (2_400_000.0, "2.4M"),
+            (0.25, "0.25"),
+        ];
+        for (value, text) in cases {
+            assert_eq!(human(value), text, "{value}");
+        }
+    }
+
+    #[test]
+    fn the_percentile_axis_labels_each_tick_once() {
+        let labels: Vec<String> = PERCENTILE_TICKS
+            .iter()
+            .map(|&(p, _)| percentile_label(nines(p)))
+            .collect();
+        assert_eq!(labels, ["0 %", "90 %", "99 %", "99.9 %", "99.99 %", "max"]);
+        assert_eq!(percentile_label(0.5), "");
+    }
 }

@@ -90,6 +90,28 @@ fn wsload(args: &[&str]) -> Value {
         svg.starts_with("<svg") && svg.contains("latency"),
         "the plot is an SVG"
     );
+    // Its labels read as people read them: each percentile once, counts short.
+    let labels: Vec<&str> = svg
+        .split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            t.split_once('>')
+                .and_then(|(_, rest)| rest.split_once("</text>"))
+        })
+        .map(|(label, _)| label.trim())
+        .collect();
+    for tick in ["0 %", "90 %", "99 %", "99.9 %", "99.99 %", "max"] {
+        let n = labels.iter().filter(|&&l| l == tick).count();
+        assert_eq!(n, 1, "the label {tick:?} appears {n} times: {labels:?}");
+    }
+    // Numbers short (180k, not 180000.0).
+    assert!(
+        labels
+            .iter()
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+            .all(|l| l.len() <= 7),
+        "a number too long to read: {labels:?}"
+    );
     serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
 }
 

@@ -132,7 +132,11 @@ fn a_client_that_pipelines_100_mib_and_reads_slowly_gets_every_echo_in_order() {
     let server = start(config, echo.clone());
     let mut s = upgraded(server.local_addr());
     let writer = pipeline(&s, COUNT, SIZE);
-    // Slowly: a pause every 64 echoes (2 MiB), so the server's queue fills.
+    // The client reads nothing until the server has paused it (its queue past the
+    // limit, behind the kernels' full buffers: 100 MiB is far more than they
+    // hold), whatever the machine's speed; then it reads slowly, a pause every 64
+    // echoes (2 MiB), so that the server pauses it again and again.
+    wait_for_stats(&server, PATIENCE, |s| s.read_pauses > 0);
     let mut n = 0;
     read_echoes(&mut s, COUNT, SIZE, || {
         n += 1;

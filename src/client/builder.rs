@@ -393,16 +393,19 @@ impl Exchange<'_> {
         };
         let mut rejection = head.rejection;
         input.consume(head.len);
-        let mut ended = false;
+        // Ended: the connection's end, or a read that failed (the timeout), which
+        // also cuts short a body that only the end delimits.
+        let (mut ended, mut cut) = (false, false);
         loop {
             match rejection::body(head.framing, input.data(), ended) {
                 Body::Done(body, truncated) => {
                     rejection.body = body;
-                    rejection.truncated = truncated;
+                    rejection.truncated = truncated || cut;
                     return Error::Rejected(Box::new(rejection));
                 }
                 Body::More => match self.read(input.spare()) {
-                    Ok(0) | Err(_) => ended = true,
+                    Ok(0) => ended = true,
+                    Err(_) => (ended, cut) = (true, true),
                     Ok(n) => input.filled(n),
                 },
             }

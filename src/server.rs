@@ -662,7 +662,8 @@ impl Sender {
     /// The counters of all reactors together (and the bridge's, with one): the same
     /// as [`ServerHandle::stats`], from any thread or from a handler built with
     /// [`Server::sender`] (a metrics endpoint in `on_http`, say). Each reactor
-    /// publishes its counters once per loop turn; reading them takes no lock.
+    /// publishes its counters at the end of every loop turn, so what a callback
+    /// reads leaves out its own turn so far; reading them takes no lock.
     pub fn stats(&self) -> Stats {
         #[allow(unused_mut)]
         let mut stats = Stats::sum(&self.reactor_stats());

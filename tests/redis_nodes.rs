@@ -78,7 +78,9 @@ fn the_last_local_unsubscribe_unsubscribes_the_node() {
         command(ws, "sub news");
     }
     command(&mut on_b[0], "sub weather");
+    // The bridge may subscribe the two in separate commands: each is waited for.
     redis.wait_numsub("wsreactor:news", 1);
+    redis.wait_numsub("wsreactor:weather", 1);
     assert_eq!(redis.channels(), ["wsreactor:news", "wsreactor:weather"]);
     let mut on_a = a.client();
     command(&mut on_a, "sub news");

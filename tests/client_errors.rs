@@ -71,8 +71,8 @@ fn a_refused_upgrade_reports_the_status_headers_and_body() {
     );
 }
 
-/// A refusal as a scripted server sends it (`response`, then `then` after a
-/// pause the client must wait through), and what the client reports.
+/// A refusal as a scripted server sends it (`response`, then `then` in a write of
+/// its own, then the connection closed or held open), and what the client reports.
 fn rejected(response: &'static [u8], then: &'static [u8], close: bool) -> client::Rejection {
     let server = serve(
         move |_| response.to_vec(),

@@ -78,20 +78,13 @@ impl EchoServer {
     /// Starts the echo example on a free port with `threads` reactors, pinned to
     /// CPU 0 when `taskset` is there.
     ///
-    /// The example is `wsload-echo`, the echo example's source built by cargo beside
-    /// wsload as a binary of this crate (`cargo run -p wsload` builds both, with
-    /// nothing of the tests' dev-dependencies). A wsload without it beside (copied
-    /// elsewhere) builds the example itself: `cargo build --release -p wsreactor
-    /// --example echo`.
+    /// The example is `wsload-echo`, the echo example's source as a binary of this
+    /// crate, beside wsload. Run by cargo (`cargo run -p wsload`, which builds only
+    /// the binary it runs), wsload first has cargo build it in its own profile:
+    /// with wsload's dependencies already built, that compiles the one file, and
+    /// nothing of the tests' dev-dependencies (which `--example echo` would build).
     pub fn start(threads: usize) -> Result<EchoServer, String> {
-        let beside = std::env::current_exe()
-            .ok()
-            .map(|exe| exe.with_file_name("wsload-echo"))
-            .filter(|bin| bin.is_file());
-        let binary = match beside {
-            Some(bin) => bin,
-            None => build_example()?,
-        };
+        let binary = echo_binary()?;
         eprintln!("starting the echo example with {threads} reactor thread(s)");
         let threads = threads.to_string();
         let args = ["--addr", "127.0.0.1:0", "--threads", threads.as_str()];
@@ -148,24 +141,39 @@ impl Drop for EchoServer {
     }
 }
 
-/// Builds the echo example (release) with cargo, showing cargo's progress, and
-/// returns its path.
-fn build_example() -> Result<PathBuf, String> {
-    let root = workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("building the echo example: cargo build --release -p wsreactor --example echo");
-    let status = Command::new(&cargo)
-        .args(["build", "--release", "-p", "wsreactor", "--example", "echo"])
-        .current_dir(&root)
-        .status()
-        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
-    if !status.success() {
-        return Err("building the echo example failed".into());
+/// `wsload-echo` beside this executable: built first (or found fresh) by cargo
+/// in this executable's profile when wsload runs under cargo (`CARGO` is set),
+/// showing cargo's progress; used as it is otherwise.
+fn echo_binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("where is wsload: {e}"))?;
+    let beside = exe.with_file_name("wsload-echo");
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let release = exe
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|profile| profile == "release");
+        let mut args = vec!["build", "-p", "wsload", "--bin", "wsload-echo"];
+        if release {
+            args.push("--release");
+        }
+        eprintln!("building the echo example: cargo {}", args.join(" "));
+        let status = Command::new(&cargo)
+            .args(&args)
+            .current_dir(workspace_root())
+            .status()
+            .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+        if !status.success() {
+            return Err("building the echo example failed".into());
+        }
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release/examples/echo"))
+    if beside.is_file() {
+        Ok(beside)
+    } else {
+        Err(format!(
+            "{} is missing: build it with `cargo build --release -p wsload`",
+            beside.display()
+        ))
+    }
 }
 
 fn workspace_root() -> PathBuf {

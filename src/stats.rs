@@ -1,7 +1,9 @@
 //! Counters per reactor: kept as plain integers on the reactor thread, published to
 //! atomics once per event-loop turn, read from any thread without a lock.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release, fence,
+};
 
 /// Close codes counted one by one: 1000 to 1015. Others share the last bucket.
 const CODES: usize = 16;
@@ -34,9 +36,14 @@ impl LocalStats {
     }
 }
 
-/// The published counters of one reactor.
+/// The published counters of one reactor, read whole: a sequence lock (one writer,
+/// the reactor; readers retry while it writes), so that a snapshot is one turn's
+/// counters, never some of one turn's and some of the next (with `open` already 0
+/// but the close that made it 0 not yet counted, say).
 #[derive(Debug, Default)]
 pub(crate) struct SharedStats {
+    /// Odd while the reactor writes; moves by two per publication.
+    seq: AtomicU64,
     open: AtomicU64,
     accepted: AtomicU64,
     rejected: AtomicU64,
@@ -57,8 +64,12 @@ pub(crate) struct SharedStats {
 }
 
 impl SharedStats {
-    /// Publishes the reactor's counters (plain stores: one writer).
+    /// Publishes the reactor's counters (one writer: the reactor's thread).
     pub(crate) fn publish(&self, local: &LocalStats, open: usize) {
+        let seq = self.seq.load(Relaxed);
+        self.seq.store(seq.wrapping_add(1), Relaxed);
+        // The odd sequence is seen before any counter this publication writes.
+        fence(Release);
         self.open.store(open as u64, Relaxed);
         self.accepted.store(local.accepted, Relaxed);
         self.rejected.store(local.rejected, Relaxed);
@@ -78,9 +89,29 @@ impl SharedStats {
         for (cell, value) in self.closes.iter().zip(local.closes) {
             cell.store(value, Relaxed);
         }
+        // Every counter is seen before the even sequence that says they are whole.
+        self.seq.store(seq.wrapping_add(2), Release);
     }
 
+    /// The counters of one publication, whole: read again if the reactor published
+    /// meanwhile (a publication takes well under a microsecond).
     pub(crate) fn snapshot(&self) -> Stats {
+        loop {
+            let before = self.seq.load(Acquire);
+            if before % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let stats = self.read();
+            // The counters are read before the sequence is read again.
+            fence(Acquire);
+            if self.seq.load(Relaxed) == before {
+                return stats;
+            }
+        }
+    }
+
+    fn read(&self) -> Stats {
         Stats {
             open: self.open.load(Relaxed),
             accepted: self.accepted.load(Relaxed),
@@ -237,5 +268,61 @@ mod tests {
         assert_eq!((s.closed(), s.open), (6, 3));
         let total = Stats::sum([&s, &s]);
         assert_eq!((total.closed_with(1000), total.open), (4, 6));
+    }
+
+    /// A reader never sees part of one publication and part of another: the
+    /// reactor publishes `n` in every counter, for n = 1, 2, 3 ..., and every
+    /// snapshot taken meanwhile holds one n throughout (without the sequence lock a
+    /// reader preempted between two loads saw `open` of one turn and the closes of
+    /// an earlier one).
+    #[test]
+    fn a_snapshot_is_one_publication_whole() {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        const PUBLICATIONS: u64 = 200_000;
+        let shared = Arc::new(SharedStats::default());
+        let done = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (shared, done) = (Arc::clone(&shared), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    let mut seen = 0;
+                    while !done.load(Relaxed) {
+                        let s = shared.snapshot();
+                        let n = s.open;
+                        assert!(
+                            [
+                                s.accepted,
+                                s.messages_in,
+                                s.dropped,
+                                s.loop_turns,
+                                s.compressors
+                            ]
+                            .iter()
+                            .chain(s.closes.iter())
+                            .all(|&v| v == n),
+                            "a torn snapshot: {s:?}"
+                        );
+                        assert!(n >= seen, "went back from {seen} to {n}");
+                        seen = n;
+                    }
+                })
+            })
+            .collect();
+        let mut local = LocalStats::default();
+        for n in 1..=PUBLICATIONS {
+            local.accepted = n;
+            local.messages_in = n;
+            local.dropped = n;
+            local.turns = n;
+            local.compressors = n;
+            local.closes = [n; CODES + 1];
+            shared.publish(&local, n as usize);
+        }
+        done.store(true, Relaxed);
+        for reader in readers {
+            reader.join().unwrap();
+        }
+        assert_eq!(shared.snapshot().open, PUBLICATIONS);
     }
 }

@@ -36,6 +36,19 @@ impl ConnId {
     }
 }
 
+impl Request<'_, '_> {
+    /// The id of the connection the request came on, to answer it later
+    /// ([`Upgrade::later`], [`Sender::answer_upgrade`](crate::Sender::answer_upgrade)).
+    /// `None` for a request parsed on its own or handed over by another server.
+    pub fn id(&self) -> Option<ConnId> {
+        self.conn().map(|(reactor, slot, generation)| ConnId {
+            reactor,
+            slot,
+            generation,
+        })
+    }
+}
+
 impl fmt::Debug for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -199,7 +199,10 @@ pub use handler::{ConnId, Handler, HttpResponse, Socket, Upgrade};
 pub use proto::handshake::{HttpRequest, Request};
 pub use proto::{CloseCode, Message};
 pub use pubsub::{MAX_TOPIC_LEN, Published, TopicError};
-pub use server::{Sender, Server, ServerBuilder, ServerHandle, encode};
+pub use server::{
+    HandoffAnswer, HandoffError, HandoffRequest, Sender, Server, ServerBuilder, ServerHandle,
+    encode,
+};
 pub use stats::Stats;
 pub use status::{QueueStatus, SendStatus};
 

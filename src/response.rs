@@ -61,6 +61,8 @@ pub(crate) enum Answer<S> {
         headers: Vec<(HeaderText, HeaderText)>,
     },
     Reject(HttpResponse),
+    /// Answered later, through [`Sender::answer_upgrade`](crate::Sender::answer_upgrade).
+    Later,
 }
 
 impl<S> Upgrade<S> {
@@ -89,6 +91,50 @@ impl<S> Upgrade<S> {
         }
     }
 
+    /// Answers later: the connection waits, not read, until any thread answers it
+    /// with [`Sender::answer_upgrade`](crate::Sender::answer_upgrade) and the
+    /// request's [`id`](crate::Request::id) (after asking an auth service or a
+    /// database, say). The handshake timeout still runs: a connection not answered
+    /// by then is closed, and a later answer reaches nobody. What the peer sends
+    /// meanwhile stays in the kernel's buffers, so TCP pushes back on it. A peer
+    /// that hangs up meanwhile is dropped when its hang-up is seen.
+    ///
+    /// A request handed over by another server
+    /// ([`ServerHandle::upgrade`](crate::ServerHandle::upgrade)) cannot be answered
+    /// later: do the slow part before handing it over. It is refused with 500.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use wsreactor::{ConnId, Handler, Request, Upgrade};
+    ///
+    /// #[derive(Clone)]
+    /// struct Gate {
+    ///     /// Requests for the thread that asks the auth service.
+    ///     to_auth: mpsc::Sender<(ConnId, String)>,
+    /// }
+    ///
+    /// impl Handler for Gate {
+    ///     type Session = Option<String>;
+    ///     fn on_upgrade(&mut self, request: &Request) -> Upgrade<Option<String>> {
+    ///         let (Some(id), Some(token)) = (request.id(), request.query_param("token")) else {
+    ///             return Upgrade::reject(401);
+    ///         };
+    ///         match self.to_auth.send((id, token.into_owned())) {
+    ///             Ok(()) => Upgrade::later(),
+    ///             Err(_) => Upgrade::reject(503),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// // The auth thread answers with
+    /// // `sender.answer_upgrade(id, Upgrade::accept(Some(user)))` or a rejection.
+    /// ```
+    pub fn later() -> Self {
+        Upgrade {
+            answer: Answer::Later,
+        }
+    }
+
     /// Confirms `protocol` as the subprotocol. It is sent only if the client offered
     /// it ([`Request::subprotocols`](crate::Request::subprotocols)); a rejection
     /// ignores it.
@@ -111,8 +157,21 @@ impl<S> Upgrade<S> {
         match &mut self.answer {
             Answer::Accept { headers, .. } => headers.push(header),
             Answer::Reject(response) => response.headers.push(header),
+            Answer::Later => {}
         }
         self
+    }
+
+    /// What the answer weighs in a command queue: its headers and body.
+    pub(crate) fn weight(&self) -> usize {
+        let headers = |h: &[(HeaderText, HeaderText)]| -> usize {
+            h.iter().map(|(n, v)| n.len() + v.len()).sum()
+        };
+        match &self.answer {
+            Answer::Accept { headers: h, .. } => headers(h),
+            Answer::Reject(response) => headers(&response.headers) + response.body.len(),
+            Answer::Later => 0,
+        }
     }
 
     /// Whether this answer accepts the upgrade.

@@ -19,9 +19,12 @@ use crate::pubsub::{Published, TopicCounts};
 use crate::reactor::tls::TlsConfig;
 use crate::reactor::topics::PubSub;
 use crate::reactor::{Command, Listeners, Reactor, Shared, WAKER};
+use crate::response::Upgrade;
 use crate::stats::Stats;
 use crate::status::QueueStatus;
 
+pub mod handoff;
+pub use handoff::{Accepted, HandoffAnswer, HandoffError, HandoffRequest, PendingUpgrade};
 mod handle;
 pub use handle::ServerHandle;
 
@@ -231,6 +234,7 @@ impl Server {
         Sender {
             reactors: self.shared.clone(),
             counts: self.counts.clone(),
+            next: Default::default(),
         }
     }
 
@@ -544,6 +548,8 @@ fn join(threads: Vec<JoinHandle<bool>>) -> Result<()> {
 pub struct Sender {
     reactors: Arc<[Arc<Shared>]>,
     counts: Arc<TopicCounts>,
+    /// The reactor the next hand-off goes to, modulo their number.
+    next: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Sender {
@@ -677,6 +683,65 @@ impl Sender {
     /// The counters of each reactor, in reactor order.
     pub fn reactor_stats(&self) -> Vec<Stats> {
         self.reactors.iter().map(|r| r.stats.snapshot()).collect()
+    }
+
+    /// Answers an upgrade that the handler deferred ([`Upgrade::later`]): accepts it
+    /// with a session (opening the connection: `on_open` runs on its reactor) or
+    /// refuses it with a response, as `on_upgrade` would have. `S` must be the
+    /// handler's `Session` type; an answer of another type is the handler's bug and
+    /// refuses the upgrade with 500.
+    ///
+    /// `Queued` is not delivery: an answer for a connection that has gone (the peer
+    /// hung up, the handshake timeout closed it) or that was answered already
+    /// reaches nobody, and its session is dropped on the reactor.
+    pub fn answer_upgrade<S: Send + 'static>(&self, id: ConnId, answer: Upgrade<S>) -> QueueStatus {
+        let weight = answer.weight();
+        match self.reactors.get(id.reactor()) {
+            Some(reactor) => reactor.push(Command::Answer {
+                id,
+                answer: Box::new(answer),
+                weight,
+            }),
+            None => QueueStatus::Closed,
+        }
+    }
+
+    /// Hands an upgrade request another server read (hyper, axum) to a reactor: it
+    /// is checked as the engine's own are, and the handler's `on_upgrade` answers
+    /// it. Await the answer (or [`wait`](handoff::PendingUpgrade::wait) for it),
+    /// then write the 101 with [`Accepted::headers`](handoff::Accepted::headers)
+    /// and [`attach`](handoff::Accepted::attach) the socket; or send the rejection.
+    /// See [`handoff`] for the whole exchange and its limits.
+    ///
+    /// The reactors take requests in turn. The answer is an error when the request
+    /// is not an upgrade ([`HandoffError::NotUpgrade`](handoff::HandoffError::NotUpgrade)),
+    /// the server has stopped, or the reactor's queue is full.
+    pub fn upgrade(&self, request: handoff::HandoffRequest) -> handoff::PendingUpgrade {
+        use handoff::{HandoffAnswer, HandoffError, PendingUpgrade};
+        let Some((head, peer_addr)) = request.finish() else {
+            let bad = crate::HttpResponse::empty(400);
+            return PendingUpgrade::ready(Ok(HandoffAnswer::Reject(bad)));
+        };
+        let n = self.reactors.len();
+        let mut index = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+        let (pending, reply) = PendingUpgrade::new();
+        let mut command = Command::Upgrade {
+            head,
+            peer_addr,
+            reply,
+        };
+        // A reactor that has exited (one that died) is passed over.
+        for _ in 0..n {
+            match self.reactors[index].try_push(command) {
+                Ok(()) => return pending,
+                Err((QueueStatus::Full, _)) => {
+                    return PendingUpgrade::ready(Err(HandoffError::Busy));
+                }
+                Err((_, back)) => command = back,
+            }
+            index = (index + 1) % n;
+        }
+        PendingUpgrade::ready(Err(HandoffError::Stopped))
     }
 
     /// Starts the close handshake of connection `id` with `code` and `reason`.

@@ -13,6 +13,8 @@ const CODES: usize = 16;
 pub(crate) struct LocalStats {
     pub(crate) accepted: u64,
     pub(crate) rejected: u64,
+    pub(crate) deferred_upgrades: u64,
+    pub(crate) handoffs: u64,
     pub(crate) messages_in: u64,
     pub(crate) bytes_in: u64,
     pub(crate) messages_out: u64,
@@ -47,6 +49,8 @@ pub(crate) struct SharedStats {
     open: AtomicU64,
     accepted: AtomicU64,
     rejected: AtomicU64,
+    deferred_upgrades: AtomicU64,
+    handoffs: AtomicU64,
     messages_in: AtomicU64,
     bytes_in: AtomicU64,
     messages_out: AtomicU64,
@@ -73,6 +77,9 @@ impl SharedStats {
         self.open.store(open as u64, Relaxed);
         self.accepted.store(local.accepted, Relaxed);
         self.rejected.store(local.rejected, Relaxed);
+        self.deferred_upgrades
+            .store(local.deferred_upgrades, Relaxed);
+        self.handoffs.store(local.handoffs, Relaxed);
         self.messages_in.store(local.messages_in, Relaxed);
         self.bytes_in.store(local.bytes_in, Relaxed);
         self.messages_out.store(local.messages_out, Relaxed);
@@ -116,6 +123,8 @@ impl SharedStats {
             open: self.open.load(Relaxed),
             accepted: self.accepted.load(Relaxed),
             rejected: self.rejected.load(Relaxed),
+            deferred_upgrades: self.deferred_upgrades.load(Relaxed),
+            handoffs: self.handoffs.load(Relaxed),
             messages_in: self.messages_in.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),
             messages_out: self.messages_out.load(Relaxed),
@@ -147,6 +156,13 @@ pub struct Stats {
     pub accepted: u64,
     /// Upgrade requests refused (400, 403, 426, 431, timeouts) since start.
     pub rejected: u64,
+    /// Upgrades the handler answered later ([`Upgrade::later`](crate::Upgrade::later)),
+    /// since start.
+    pub deferred_upgrades: u64,
+    /// Connections handed over by another server
+    /// ([`ServerHandle::upgrade`](crate::ServerHandle::upgrade)) and opened, since
+    /// start.
+    pub handoffs: u64,
     /// Messages received.
     pub messages_in: u64,
     /// Payload bytes received.
@@ -218,6 +234,8 @@ impl Stats {
             total.open += s.open;
             total.accepted += s.accepted;
             total.rejected += s.rejected;
+            total.deferred_upgrades += s.deferred_upgrades;
+            total.handoffs += s.handoffs;
             total.messages_in += s.messages_in;
             total.bytes_in += s.bytes_in;
             total.messages_out += s.messages_out;

@@ -8,8 +8,10 @@
 //! most [`COMMAND_BUDGET`] deliveries per loop turn, so a flood of commands cannot
 //! starve reads and timers.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -17,11 +19,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use mio::{Poll, Token, Waker};
 
+use super::Input;
 use super::Reactor;
-use super::conn::Phase;
+use super::conn::{NONE, Phase, flag};
 use super::output::Owner;
 use crate::handler::{ConnId, Handler};
 use crate::proto::CloseCode;
+use crate::response::{Answer, HttpResponse, Upgrade};
+use crate::server::handoff::ReplyTo;
 use crate::stats::SharedStats;
 use crate::status::QueueStatus;
 
@@ -53,6 +58,33 @@ pub(crate) enum Command {
         frame: Bytes,
         except: Option<ConnId>,
     },
+    /// The answer to an upgrade the handler deferred: an `Upgrade<H::Session>`.
+    Answer {
+        id: ConnId,
+        answer: Box<dyn Any + Send>,
+        /// What the answer's response body and headers weigh.
+        weight: usize,
+    },
+    /// An upgrade request another server read ([`Sender::upgrade`]): check it, ask
+    /// the handler, answer.
+    Upgrade {
+        head: Vec<u8>,
+        peer_addr: Option<SocketAddr>,
+        reply: ReplyTo,
+    },
+    /// The socket of an accepted hand-off. Never refused for room: its upgrade was
+    /// admitted.
+    Attach {
+        slot: usize,
+        generation: u64,
+        stream: std::net::TcpStream,
+        read: Vec<u8>,
+    },
+    /// An accepted hand-off that will not be attached. Never refused for room.
+    Forget {
+        slot: usize,
+        generation: u64,
+    },
     /// Never refused for room, and run in order behind what was queued before it.
     Shutdown {
         /// `None`: wait for the close handshakes without a deadline.
@@ -68,6 +100,10 @@ impl Command {
                 Command::Send { frame, .. } | Command::Broadcast { frame, .. } => frame.len(),
                 Command::Publish { topic, frame, .. } => topic.len() + frame.len(),
                 Command::Close { reason, .. } => reason.len(),
+                Command::Answer { weight, .. } => *weight,
+                Command::Upgrade { head, .. } => head.len(),
+                Command::Attach { read, .. } => read.len(),
+                Command::Forget { .. } => 0,
                 Command::Shutdown { .. } => 0,
             }
     }
@@ -119,7 +155,10 @@ impl Shared {
         if queue.closed {
             return QueueStatus::Closed;
         }
-        let is_shutdown = matches!(command, Command::Shutdown { .. });
+        let is_shutdown = matches!(
+            command,
+            Command::Shutdown { .. } | Command::Attach { .. } | Command::Forget { .. }
+        );
         let queued = self.bytes.load(Ordering::Acquire);
         if !is_shutdown && queued + command.cost() > self.limit {
             return QueueStatus::Full;
@@ -146,6 +185,20 @@ impl Shared {
             self.wake();
         }
         status
+    }
+
+    /// Queues a command for this reactor and wakes it, or gives it back with the
+    /// reason it was refused.
+    pub(crate) fn try_push(&self, command: Command) -> Result<(), (QueueStatus, Command)> {
+        let mut queue = self.lock();
+        let status = self.admits(&queue, &command);
+        if status != QueueStatus::Queued {
+            return Err((status, command));
+        }
+        self.enqueue(&mut queue, command);
+        drop(queue);
+        self.wake();
+        Ok(())
     }
 
     /// Wakes the reactor if it was not already woken.
@@ -264,11 +317,68 @@ impl<H: Handler> Reactor<H> {
                 );
                 (published.reached + published.dropped).max(1)
             }
+            Command::Answer { id, answer, .. } => {
+                if let Some(key) = self.conn_key(id) {
+                    self.guard(key, |r| r.answer_upgrade(key, answer));
+                }
+                1
+            }
+            Command::Upgrade {
+                head,
+                peer_addr,
+                reply,
+            } => {
+                self.handoff_upgrade(&head, peer_addr, reply);
+                1
+            }
+            Command::Attach {
+                slot,
+                generation,
+                stream,
+                read,
+            } => {
+                self.handoff_attach(slot, generation, stream, &read);
+                1
+            }
+            Command::Forget { slot, generation } => {
+                self.handoff_forget(slot, generation);
+                1
+            }
             Command::Shutdown { deadline } => {
                 self.begin_shutdown(deadline);
                 1
             }
         }
+    }
+
+    /// Opens or refuses a connection whose upgrade the handler deferred, with the
+    /// answer given later. An answer of the wrong session type (the handler's bug)
+    /// is answered 500; one for a connection not waiting for it is dropped.
+    fn answer_upgrade(&mut self, key: usize, answer: Box<dyn Any + Send>) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase != Phase::Handshake || !conn.has(flag::DEFERRED) {
+            return;
+        }
+        conn.clear(flag::DEFERRED);
+        let answer = match answer.downcast::<Upgrade<H::Session>>() {
+            Ok(upgrade) => upgrade.answer,
+            Err(_) => Answer::Reject(HttpResponse::empty(500)),
+        };
+        self.answer_now = Some(answer);
+        if conn.input != NONE {
+            let held = std::mem::take(&mut self.inputs[conn.input as usize]);
+            self.process(key, Input::Held(held));
+        }
+        // An answer never used (the request was not held: cannot happen) is dropped.
+        self.answer_now = None;
+        // Bytes that came behind the request while it waited: the socket's edge was
+        // spent, so read it in the next turn.
+        if self.conns.get(key).is_some_and(|c| c.phase == Phase::Open) {
+            self.deferred.push(key);
+        }
+        self.finish_turn(key);
     }
 
     /// Sends a frame from another thread (or a broadcast) to `key`, then finishes
@@ -301,6 +411,7 @@ impl<H: Handler> Reactor<H> {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         self.accept_pending = false;
+        self.handoffs.clear();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             let Some(conn) = self.conns.get_mut(key) else {

@@ -66,6 +66,9 @@ pub(crate) mod flag {
     /// The held input holds whole frames not processed yet: reading stopped after
     /// the turn's inflate budget was spent. Processed before anything is read.
     pub(crate) const UNPROCESSED: u16 = 1024;
+    /// The handler answers the upgrade later (`Upgrade::later`): the request is
+    /// held, nothing more is read until the answer comes.
+    pub(crate) const DEFERRED: u16 = 2048;
 }
 
 /// A connection slot.

@@ -19,6 +19,7 @@ mod deflate;
 mod fault;
 #[cfg(test)]
 mod fault_tests;
+mod handoff;
 mod http;
 mod lifecycle;
 pub(crate) mod output;
@@ -132,6 +133,10 @@ pub(crate) struct Reactor<H: Handler> {
     broadcast_keys: Vec<usize>,
     /// The other half of `pubsub.batched`, swapped in while it is served.
     batched_spare: Vec<usize>,
+    /// The answer to a deferred upgrade, while the held request is read again.
+    answer_now: Option<crate::response::Answer<H::Session>>,
+    /// Upgrades handed over by another server, waiting for their sockets.
+    handoffs: handoff::Handoffs<H::Session>,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -204,6 +209,8 @@ impl<H: Handler> Reactor<H> {
             commands_pending: true,
             broadcast_keys: Vec::new(),
             batched_spare: Vec::new(),
+            answer_now: None,
+            handoffs: handoff::Handoffs::new(),
         })
     }
 
@@ -287,6 +294,7 @@ impl<H: Handler> Reactor<H> {
         }
         self.flush_batched();
         self.timers();
+        self.handoffs.expire(Instant::now());
         self.settle();
         self.output.stats.tls_idle_records = self.output.tls.idle_dropped;
         self.shared

@@ -82,6 +82,16 @@ impl<H: Handler> Reactor<H> {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
+            if conn.has(flag::DEFERRED) {
+                // The upgrade waits for its answer: what the peer sends waits in
+                // the kernel, but a hang-up ends the wait.
+                if conn.has(flag::PEER_CLOSED) {
+                    self.output.stats.rejected += 1;
+                    self.remove(key);
+                    return;
+                }
+                break;
+            }
             conn.clear(flag::READ_PAUSED);
             if conn.has(flag::UNPROCESSED) {
                 // Frames held back when the last turn's inflate budget ran out go
@@ -313,8 +323,15 @@ impl<H: Handler> Reactor<H> {
                 return 0..0;
             }
         };
-        let peer_addr = self.conns.get(key).and_then(|c| c.stream.peer_addr().ok());
-        let http = http.with_peer_addr(peer_addr);
+        let Some(conn) = self.conns.get(key) else {
+            return 0..0;
+        };
+        let peer_addr = conn.stream.peer_addr().ok();
+        let http = http.with_peer_addr(peer_addr).with_conn(Some((
+            self.index,
+            key as u32,
+            conn.generation,
+        )));
         let request = match Request::from_http(http) {
             Ok(request) => request,
             Err(HandshakeError::NotUpgrade) => {
@@ -327,12 +344,28 @@ impl<H: Handler> Reactor<H> {
                 return 0..0;
             }
         };
-        let handler = &mut self.handler;
-        let answer = catch_unwind(AssertUnwindSafe(|| handler.on_upgrade(&request).answer));
+        // A deferred upgrade's answer, come through a command; else the handler's.
+        let answered_later = self.answer_now.take();
+        let later = answered_later.is_some();
+        let answer = match answered_later {
+            Some(answer) => Ok(answer),
+            None => {
+                let handler = &mut self.handler;
+                catch_unwind(AssertUnwindSafe(|| handler.on_upgrade(&request).answer))
+            }
+        };
         if answer.is_err() {
             self.output.stats.panics += 1;
         }
         match answer {
+            Ok(Answer::Later) if !later => {
+                // Everything read is kept, the request first: the answer re-reads it.
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.set(flag::DEFERRED);
+                }
+                self.output.stats.deferred_upgrades += 1;
+                return 0..bytes.len();
+            }
             Ok(Answer::Accept {
                 session,
                 protocol,
@@ -341,20 +374,7 @@ impl<H: Handler> Reactor<H> {
                 // Only a subprotocol the client offered may be confirmed.
                 let protocol = protocol.filter(|p| request.subprotocols().any(|o| o == p));
                 let mut extensions = [0u8; deflate::MAX_RESPONSE_LEN];
-                let deflate = self.config.compression.server().and_then(|server| {
-                    let offers = request
-                        .headers()
-                        .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"))
-                        .map(|(_, value)| value);
-                    server.negotiate(offers, &mut extensions)
-                });
-                let (deflate, extensions) = match deflate {
-                    // The response is ASCII that this crate wrote.
-                    Some((agreed, len)) => {
-                        (Some(agreed), std::str::from_utf8(&extensions[..len]).ok())
-                    }
-                    None => (None, None),
-                };
+                let (deflate, extensions) = self.agree_deflate(&request, &mut extensions);
                 handshake::write_accept_with_headers(
                     self.output.cork(owner),
                     request.key().as_bytes(),
@@ -374,8 +394,9 @@ impl<H: Handler> Reactor<H> {
                 self.refuse_upgrade(key, owner, &response);
                 return 0..0;
             }
-            // A panic, or headers HTTP cannot carry: the handler's bug.
-            Ok(Answer::Accept { .. }) | Err(_) => {
+            // A panic, headers HTTP cannot carry, or "later" as a late answer: the
+            // handler's bug.
+            Ok(Answer::Accept { .. } | Answer::Later) | Err(_) => {
                 handshake::write_status(self.output.cork(owner), 500);
                 self.reject(key);
                 return 0..0;
@@ -389,6 +410,27 @@ impl<H: Handler> Reactor<H> {
         // Frames sent right behind the request are in this read already.
         let rest = self.frames(key, &mut bytes[consumed..]);
         rest.start + consumed..rest.end + consumed
+    }
+
+    /// permessage-deflate as agreed with `request`'s offers (`None` when compression
+    /// is off or nothing offered is acceptable), and the extension header's value.
+    pub(super) fn agree_deflate<'a>(
+        &self,
+        request: &Request<'_, '_>,
+        out: &'a mut [u8; deflate::MAX_RESPONSE_LEN],
+    ) -> (Option<deflate::PerMessageDeflate>, Option<&'a str>) {
+        let agreed = self.config.compression.server().and_then(|server| {
+            let offers = request
+                .headers()
+                .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                .map(|(_, value)| value);
+            server.negotiate(offers, out)
+        });
+        match agreed {
+            // The response is ASCII that this crate wrote.
+            Some((agreed, len)) => (Some(agreed), std::str::from_utf8(&out[..len]).ok()),
+            None => (None, None),
+        }
     }
 
     /// Answers a refused handshake: the response is corked; flush it and drain.

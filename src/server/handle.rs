@@ -76,6 +76,20 @@ impl ServerHandle {
         }
     }
 
+    /// Hands over an upgrade request another server read: see [`Sender::upgrade`].
+    pub fn upgrade(&self, request: super::HandoffRequest) -> super::PendingUpgrade {
+        self.sender.upgrade(request)
+    }
+
+    /// Answers a deferred upgrade: see [`Sender::answer_upgrade`].
+    pub fn answer_upgrade<S: Send + 'static>(
+        &self,
+        id: crate::ConnId,
+        answer: crate::Upgrade<S>,
+    ) -> crate::QueueStatus {
+        self.sender.answer_upgrade(id, answer)
+    }
+
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

@@ -16,6 +16,9 @@ pub struct HttpRequest<'h, 'b> {
     headers: &'h [Header<'b>],
     /// Where the request came from, when the caller knows (an address is data, not I/O).
     peer_addr: Option<core::net::SocketAddr>,
+    /// The connection the request came on, as the engine names it (reactor, slot,
+    /// generation), when an engine read it: see `Request::id` in `handler.rs`.
+    conn: Option<(u16, u32, u64)>,
 }
 
 /// Parses an HTTP/1.x request head in place, checking only syntax and size.
@@ -60,6 +63,7 @@ pub fn parse_http_request<'h, 'b>(
                 minor_version,
                 headers,
                 peer_addr: None,
+                conn: None,
             },
             len,
         ))),
@@ -145,6 +149,13 @@ impl<'h, 'b> HttpRequest<'h, 'b> {
     #[must_use]
     pub fn with_peer_addr(mut self, peer_addr: Option<core::net::SocketAddr>) -> Self {
         self.peer_addr = peer_addr;
+        self
+    }
+
+    /// The request with the engine's name of the connection it came on.
+    #[must_use]
+    pub(crate) fn with_conn(mut self, conn: Option<(u16, u32, u64)>) -> Self {
+        self.conn = conn;
         self
     }
 }
@@ -287,6 +298,11 @@ impl<'h, 'b> Request<'h, 'b> {
     #[must_use]
     pub fn peer_addr(&self) -> Option<core::net::SocketAddr> {
         self.http.peer_addr
+    }
+
+    /// The engine's name of the connection the request came on, if any.
+    pub(crate) fn conn(&self) -> Option<(u16, u32, u64)> {
+        self.http.conn
     }
 
     /// The `Host` header (exactly one is present).

@@ -218,9 +218,9 @@ impl Accepted {
         }
     }
 
-    /// The headers of the 101 response, names in lower case: `upgrade`,
-    /// `connection`, `sec-websocket-accept`, the subprotocol and extension agreed,
-    /// and the handler's own.
+    /// The headers of the 101 response: `upgrade`, `connection`,
+    /// `sec-websocket-accept`, the subprotocol and extension agreed (names in lower
+    /// case), then the handler's own as it wrote them.
     pub fn headers(&self) -> &[(String, String)] {
         &self.headers
     }

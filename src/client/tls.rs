@@ -27,7 +27,7 @@ use super::error::{Error, Result};
 
 /// The crypto provider of the `tls` feature: *ring* (see the module docs for why).
 pub fn crypto_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(crate::tls::keys::ring_provider())
 }
 
 /// How the server's certificate is to be trusted.

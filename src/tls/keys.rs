@@ -41,10 +41,21 @@ use rustls::{
     SupportedCipherSuite, Tls13CipherSuite,
 };
 
+/// rustls' *ring* provider, as rustls builds it. rustls 0.23.48 deprecated it for
+/// its lack of post-quantum key exchange, to steer users to aws-lc-rs; the `tls`
+/// feature keeps *ring* on purpose (no C and CMake build of aws-lc, the traffic
+/// keys held by ring's types in `src/tls/keys.rs`), so this is the one place that
+/// allows it. CI builds with the newest compatible dependencies and `-D deprecated`
+/// (tests/fresh-deps.sh), so any other deprecation fails there.
+#[allow(deprecated)]
+pub(crate) fn ring_provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
 /// rustls' *ring* provider with its TLS 1.3 suites keeping their keys in the
 /// thread's pool (`src/tls/keys.rs` says how); everything else is ring's.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
-    let mut provider = rustls::crypto::ring::default_provider();
+    let mut provider = ring_provider();
     for suite in &mut provider.cipher_suites {
         *suite = pooled(*suite);
     }

@@ -39,7 +39,7 @@ pub use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-mod keys;
+pub(crate) mod keys;
 
 pub use keys::crypto_provider;
 pub(crate) use keys::sweep as sweep_keys;

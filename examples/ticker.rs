@@ -12,7 +12,8 @@
 //! subscribers. A slow client is held to 64 KiB behind the feed: the oldest ticks
 //! are dropped for it, never the newest (`BackpressurePolicy::DropOldest`), and the
 //! kernel's send buffer is kept small so that stale ticks do not wait there either.
-//! `/` serves a page that shows the prices.
+//! `/` serves a page that shows the prices; built with `--features metrics`,
+//! `/metrics` answers the engine's counters in Prometheus text.
 //!
 //! ```text
 //! cargo run --release --example ticker -- --addr 127.0.0.1:9003
@@ -91,7 +92,11 @@ const PAGE: &str = r#"<!doctype html>
 
 /// Serves the page and accepts watchers; the ticks come from the publisher thread.
 #[derive(Clone)]
-struct Ticker;
+struct Ticker {
+    /// Renders the `metrics` facade's counters and gauges as Prometheus text.
+    #[cfg(feature = "metrics")]
+    prometheus: metrics_exporter_prometheus::PrometheusHandle,
+}
 
 /// The symbols a connection watches, from its upgrade request.
 #[derive(Default)]
@@ -151,7 +156,18 @@ impl wsreactor::Handler for Ticker {
     }
 
     fn on_http(&mut self, request: &HttpRequest<'_, '_>) -> Option<HttpResponse> {
-        (request.path() == "/").then(|| HttpResponse::html(PAGE))
+        match request.path() {
+            "/" => Some(HttpResponse::html(PAGE)),
+            // With feature `metrics`: what the reactors pushed to the facade, as
+            // Prometheus scrapes it.
+            #[cfg(feature = "metrics")]
+            "/metrics" => Some(HttpResponse::new(
+                200,
+                "text/plain; version=0.0.4",
+                self.prometheus.render(),
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -227,7 +243,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let reactors = config.reactors;
     let server = Server::bind(addr.as_str(), config)?;
     println!("listening on {} ({reactors} reactors)", server.local_addr());
-    let handle = server.spawn(Ticker)?;
+    // The recorder goes in before the reactors start: they take its handles then.
+    #[cfg(feature = "metrics")]
+    let ticker = Ticker {
+        prometheus: metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?,
+    };
+    #[cfg(not(feature = "metrics"))]
+    let ticker = Ticker {};
+    let handle = server.spawn(ticker)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = {

@@ -175,6 +175,7 @@ pub mod compression;
 pub mod config;
 pub mod error;
 pub mod handler;
+mod observe;
 pub mod proto;
 pub mod pubsub;
 pub(crate) mod reactor;

@@ -280,6 +280,7 @@ impl Server {
             stop(&sender, threads);
             return Err(e);
         }
+        crate::observe::event!(info, addr = %local_addr, tls_addr = ?tls_addr, reactors = threads.len(), "serving");
         Ok(ServerHandle::new(local_addr, tls_addr, sender, threads))
     }
 
@@ -762,6 +763,7 @@ impl Sender {
     /// add to the current time (`Duration::MAX`) means no deadline.
     pub fn shutdown(&self, timeout: Duration) {
         let deadline = Instant::now().checked_add(timeout);
+        crate::observe::event!(info, ?timeout, "shutting down");
         for reactor in self.reactors.iter() {
             let _ = reactor.push(Command::Shutdown { deadline });
         }

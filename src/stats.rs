@@ -15,6 +15,8 @@ pub(crate) struct LocalStats {
     pub(crate) rejected: u64,
     pub(crate) deferred_upgrades: u64,
     pub(crate) handoffs: u64,
+    pub(crate) upgrades: u64,
+    pub(crate) upgrades_tls: u64,
     pub(crate) messages_in: u64,
     pub(crate) bytes_in: u64,
     pub(crate) messages_out: u64,
@@ -28,6 +30,10 @@ pub(crate) struct LocalStats {
     pub(crate) turns: u64,
     pub(crate) compressed_out: u64,
     pub(crate) compressors: u64,
+    pub(crate) tls_handshakes: u64,
+    pub(crate) tls_resumed: u64,
+    pub(crate) topics: u64,
+    pub(crate) subscriptions: u64,
     pub(crate) closes: [u64; CODES + 1],
 }
 
@@ -51,6 +57,8 @@ pub(crate) struct SharedStats {
     rejected: AtomicU64,
     deferred_upgrades: AtomicU64,
     handoffs: AtomicU64,
+    upgrades: AtomicU64,
+    upgrades_tls: AtomicU64,
     messages_in: AtomicU64,
     bytes_in: AtomicU64,
     messages_out: AtomicU64,
@@ -64,6 +72,10 @@ pub(crate) struct SharedStats {
     turns: AtomicU64,
     compressed_out: AtomicU64,
     compressors: AtomicU64,
+    tls_handshakes: AtomicU64,
+    tls_resumed: AtomicU64,
+    topics: AtomicU64,
+    subscriptions: AtomicU64,
     closes: [AtomicU64; CODES + 1],
 }
 
@@ -80,6 +92,8 @@ impl SharedStats {
         self.deferred_upgrades
             .store(local.deferred_upgrades, Relaxed);
         self.handoffs.store(local.handoffs, Relaxed);
+        self.upgrades.store(local.upgrades, Relaxed);
+        self.upgrades_tls.store(local.upgrades_tls, Relaxed);
         self.messages_in.store(local.messages_in, Relaxed);
         self.bytes_in.store(local.bytes_in, Relaxed);
         self.messages_out.store(local.messages_out, Relaxed);
@@ -93,6 +107,10 @@ impl SharedStats {
         self.turns.store(local.turns, Relaxed);
         self.compressed_out.store(local.compressed_out, Relaxed);
         self.compressors.store(local.compressors, Relaxed);
+        self.tls_handshakes.store(local.tls_handshakes, Relaxed);
+        self.tls_resumed.store(local.tls_resumed, Relaxed);
+        self.topics.store(local.topics, Relaxed);
+        self.subscriptions.store(local.subscriptions, Relaxed);
         for (cell, value) in self.closes.iter().zip(local.closes) {
             cell.store(value, Relaxed);
         }
@@ -125,6 +143,8 @@ impl SharedStats {
             rejected: self.rejected.load(Relaxed),
             deferred_upgrades: self.deferred_upgrades.load(Relaxed),
             handoffs: self.handoffs.load(Relaxed),
+            upgrades: self.upgrades.load(Relaxed),
+            upgrades_tls: self.upgrades_tls.load(Relaxed),
             messages_in: self.messages_in.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),
             messages_out: self.messages_out.load(Relaxed),
@@ -138,6 +158,10 @@ impl SharedStats {
             loop_turns: self.turns.load(Relaxed),
             compressed_out: self.compressed_out.load(Relaxed),
             compressors: self.compressors.load(Relaxed),
+            tls_handshakes: self.tls_handshakes.load(Relaxed),
+            tls_resumed: self.tls_resumed.load(Relaxed),
+            topics: self.topics.load(Relaxed),
+            subscriptions: self.subscriptions.load(Relaxed),
             #[cfg(feature = "redis")]
             bridge: None,
             closes: std::array::from_fn(|i| self.closes[i].load(Relaxed)),
@@ -163,6 +187,11 @@ pub struct Stats {
     /// ([`ServerHandle::upgrade`](crate::ServerHandle::upgrade)) and opened, since
     /// start.
     pub handoffs: u64,
+    /// WebSocket handshakes completed (connections opened: `on_open` called), ws
+    /// and wss, since start.
+    pub upgrades: u64,
+    /// Of those, the ones over TLS (wss).
+    pub upgrades_tls: u64,
     /// Messages received.
     pub messages_in: u64,
     /// Payload bytes received.
@@ -207,6 +236,16 @@ pub struct Stats {
     /// Dedicated compressors held now (one per connection that sent a compressed
     /// message recently; see [`Deflate::release_after`](crate::Deflate::release_after)).
     pub compressors: u64,
+    /// TLS handshakes completed on wss listeners, full and resumed, since start.
+    pub tls_handshakes: u64,
+    /// Of those, the resumed ones (a session ticket or id).
+    pub tls_resumed: u64,
+    /// Topics with a subscriber now, counted per reactor (a topic with
+    /// subscribers on two reactors counts twice; [`Sender::subscribers`](crate::Sender::subscribers)
+    /// counts one topic's subscribers over all).
+    pub topics: u64,
+    /// Subscriptions now: (connection, topic) pairs.
+    pub subscriptions: u64,
     /// The bridge to other nodes through Redis (feature `redis`): its state and
     /// counters, in [`ServerHandle::stats`](crate::ServerHandle::stats); `None`
     /// without a bridge, and in each reactor's own counters.
@@ -236,6 +275,8 @@ impl Stats {
             total.rejected += s.rejected;
             total.deferred_upgrades += s.deferred_upgrades;
             total.handoffs += s.handoffs;
+            total.upgrades += s.upgrades;
+            total.upgrades_tls += s.upgrades_tls;
             total.messages_in += s.messages_in;
             total.bytes_in += s.bytes_in;
             total.messages_out += s.messages_out;
@@ -249,6 +290,10 @@ impl Stats {
             total.loop_turns += s.loop_turns;
             total.compressed_out += s.compressed_out;
             total.compressors += s.compressors;
+            total.tls_handshakes += s.tls_handshakes;
+            total.tls_resumed += s.tls_resumed;
+            total.topics += s.topics;
+            total.subscriptions += s.subscriptions;
             for (t, c) in total.closes.iter_mut().zip(s.closes) {
                 *t += c;
             }

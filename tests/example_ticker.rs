@@ -124,3 +124,61 @@ fn sigterm_closes_every_client_with_1001_and_exits() {
     assert!(exited, "exit status; printed {printed:?}");
     assert!(printed.contains("served 1 connections"), "{printed}");
 }
+
+/// With feature `metrics`, `/metrics` answers the engine's counters in Prometheus
+/// text: the open connection and the ticks sent to it are there.
+#[cfg(feature = "metrics")]
+#[test]
+fn metrics_are_served_in_prometheus_text() {
+    let server = ticker();
+    let mut client = connect(&server, "/?symbols=NVDA");
+    assert_eq!(line(&mut client), "subscribed NVDA");
+    for _ in 0..5 {
+        assert_eq!(parse_tick(&line(&mut client)).0, "NVDA");
+    }
+    let sent = |text: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with("wsreactor_messages_sent_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    // Counters are pushed at the end of each reactor's loop turn.
+    let started = std::time::Instant::now();
+    let text = loop {
+        let answer = raw_request(&server, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert!(
+            head.contains("Content-Type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+        if sent(body) >= 6 {
+            break body.to_owned();
+        }
+        assert!(started.elapsed() < PATIENCE, "{body}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert!(
+        text.contains("# TYPE wsreactor_connections_open gauge"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("wsreactor_subscriptions{") && l.ends_with(" 1")),
+        "{text}"
+    );
+    assert!(
+        text.contains("wsreactor_handshakes_total{reactor=\"0\",transport=\"ws\"}")
+            || text.contains("wsreactor_handshakes_total{reactor=\"1\",transport=\"ws\"}"),
+        "{text}"
+    );
+}
+
+/// Without feature `metrics` there is no `/metrics`: a plain request there gets 426.
+#[cfg(not(feature = "metrics"))]
+#[test]
+fn without_the_metrics_feature_there_is_no_metrics_page() {
+    let server = ticker();
+    let answer = raw_request(&server, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 426 "), "{answer}");
+}

@@ -13,6 +13,10 @@ cargo build --locked --features tls --example echo --example chat
 cargo test --locked --features tls --lib --test client_tls --test server_tls --test server_tls_abuse \
     --test server_tls_memory --test server_tls_keys --test server_pause_tls --test server_tls_idle_records \
     --test durations_never --test example_tls
+echo "== metrics and tracing (features metrics, tracing): the facades, the ticker's /metrics"
+cargo test --locked --features metrics,tracing --test metrics_facade --test tracing_events \
+    --test example_ticker
+
 echo "== the library on the newest compatible dependencies, no deprecated items"
 bash tests/fresh-deps.sh
 

@@ -400,6 +400,7 @@ impl Link {
         flag.store(true, Relaxed);
         if again {
             self.counters.reconnects.fetch_add(1, Relaxed);
+            crate::observe::event!(info, publisher, "bridge: reconnected to Redis");
         }
         if self.publisher_up.load(Relaxed) && self.subscriber_up.load(Relaxed) {
             self.connected_once.store(true, Relaxed);
@@ -407,6 +408,11 @@ impl Link {
     }
 
     fn down(&self, publisher: bool) {
+        crate::observe::event!(
+            warn,
+            publisher,
+            "bridge: connection to Redis lost, reconnecting"
+        );
         let flag = if publisher {
             &self.publisher_up
         } else {

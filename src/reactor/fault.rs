@@ -33,6 +33,7 @@ impl<H: Handler> Reactor<H> {
     /// is made whole again, and the connection is closed with 1011.
     pub(super) fn fault(&mut self, key: usize, generation: Option<Generation>) {
         self.output.stats.panics += 1;
+        crate::observe::event!(error, reactor = self.index, conn = ?(key, generation), "panic while serving a connection: closed with 1011");
         self.repair();
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -84,6 +85,13 @@ impl<H: Handler> Reactor<H> {
             }
         }
         self.shared.stats.publish(&self.output.stats, 0);
+        #[cfg(feature = "metrics")]
+        self.exporter.record(&self.output.stats, 0);
+        crate::observe::event!(
+            error,
+            reactor = self.index,
+            "reactor ended on a panic: its connections were closed with 1011"
+        );
     }
 
     /// Test hook: a panic inside the engine (not a callback) while serving a

@@ -112,6 +112,7 @@ impl<H: Handler> Reactor<H> {
         let answer = catch_unwind(AssertUnwindSafe(|| handler.on_upgrade(&request).answer));
         if answer.is_err() {
             self.output.stats.panics += 1;
+            crate::observe::event!(error, "panic in on_upgrade of a hand-off: answered 500");
         }
         let answer = match answer {
             Ok(Answer::Accept {
@@ -219,6 +220,8 @@ impl<H: Handler> Reactor<H> {
         conn.set(flag::OPENED);
         self.output.stats.accepted += 1;
         self.output.stats.handoffs += 1;
+        self.output.stats.upgrades += 1;
+        crate::observe::event!(debug, conn = ?(self.index, key, generation), "opened (handed over)");
         match self.timeouts.idle {
             Some(idle) => self.set_deadline(key, idle),
             None => self.clear_deadline(key),

@@ -17,6 +17,7 @@ impl<H: Handler> Reactor<H> {
         let response = catch_unwind(AssertUnwindSafe(|| handler.on_http(http)));
         if response.is_err() {
             self.output.stats.panics += 1;
+            crate::observe::event!(error, conn = ?(self.index, key), "panic in on_http: answered 500");
         }
         match response {
             Ok(Some(response)) if response.is_sendable(200..=599) => {

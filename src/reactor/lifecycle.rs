@@ -293,6 +293,7 @@ impl<H: Handler> Reactor<H> {
         // Nothing is delivered after on_close: its subscriptions end here.
         self.pubsub.remove_conn(conn);
         self.output.stats.count_close(code.0);
+        crate::observe::event!(debug, conn = ?(index, key, conn.generation), code = code.0, reason, "closed");
         let id = ConnId {
             reactor: index,
             slot: key as u32,
@@ -427,6 +428,7 @@ impl<H: Handler> Reactor<H> {
                 // The peer has taken nothing for the write timeout: no close frame
                 // could reach it either.
                 self.output.stats.write_timeouts += 1;
+                crate::observe::event!(debug, conn = ?(self.index, key), "write timeout");
                 conn.close_code = CloseCode::POLICY_VIOLATION.0;
                 self.remove_because(key, "write timeout");
             }

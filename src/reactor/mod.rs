@@ -137,6 +137,9 @@ pub(crate) struct Reactor<H: Handler> {
     answer_now: Option<crate::response::Answer<H::Session>>,
     /// Upgrades handed over by another server, waiting for their sockets.
     handoffs: handoff::Handoffs<H::Session>,
+    /// The `metrics` facade's handles, pushed once per turn.
+    #[cfg(feature = "metrics")]
+    exporter: crate::observe::Exporter,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -211,6 +214,8 @@ impl<H: Handler> Reactor<H> {
             batched_spare: Vec::new(),
             answer_now: None,
             handoffs: handoff::Handoffs::new(),
+            #[cfg(feature = "metrics")]
+            exporter: crate::observe::Exporter::new(index),
         })
     }
 
@@ -297,9 +302,22 @@ impl<H: Handler> Reactor<H> {
         self.handoffs.expire(Instant::now());
         self.settle();
         self.output.stats.tls_idle_records = self.output.tls.idle_dropped;
+        self.output.stats.tls_handshakes = self.output.tls.handshakes;
+        self.output.stats.tls_resumed = self.output.tls.resumed;
+        self.output.stats.topics = self.pubsub.topics.len() as u64;
+        self.output.stats.subscriptions = self.pubsub.topics.subscriptions;
         self.shared
             .stats
             .publish(&self.output.stats, self.conns.len());
+        #[cfg(feature = "metrics")]
+        {
+            self.exporter.record(&self.output.stats, self.conns.len());
+            #[cfg(feature = "redis")]
+            if self.index == 0 {
+                let bridge = self.pubsub.counts.bridge().map(|link| link.stats());
+                self.exporter.record_bridge(bridge);
+            }
+        }
         if let Some(deadline) = self.shutdown {
             if self.conns.is_empty() {
                 return false;

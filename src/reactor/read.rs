@@ -8,6 +8,7 @@ use super::conn::{NONE, Phase, flag};
 use super::output::{Flushed, Owner};
 use super::{Input, Reactor, STACK_HEADERS, read};
 use crate::handler::{ConnId, Handler, Socket};
+use crate::observe::event;
 use crate::proto::deflate;
 use crate::proto::handshake::{self, HandshakeError, Request};
 use crate::proto::{CloseCode, CloseState, Compressed, Decoded, Event};
@@ -356,6 +357,7 @@ impl<H: Handler> Reactor<H> {
         };
         if answer.is_err() {
             self.output.stats.panics += 1;
+            event!(error, conn = ?(self.index, key), "panic in on_upgrade: answered 500");
         }
         match answer {
             Ok(Answer::Later) if !later => {
@@ -389,6 +391,11 @@ impl<H: Handler> Reactor<H> {
                 conn.session = Some(session);
                 conn.phase = Phase::Open;
                 conn.set(flag::OPENED);
+                self.output.stats.upgrades += 1;
+                if conn.has(flag::TLS) {
+                    self.output.stats.upgrades_tls += 1;
+                }
+                event!(debug, conn = ?(self.index, key, conn.generation), tls = conn.has(flag::TLS), "opened");
             }
             Ok(Answer::Reject(response)) => {
                 self.refuse_upgrade(key, owner, &response);
@@ -436,6 +443,7 @@ impl<H: Handler> Reactor<H> {
     /// Answers a refused handshake: the response is corked; flush it and drain.
     pub(super) fn reject(&mut self, key: usize) {
         self.output.stats.rejected += 1;
+        event!(debug, conn = ?(self.index, key), "upgrade refused");
         self.drain(key);
     }
 
@@ -500,6 +508,7 @@ impl<H: Handler> Reactor<H> {
                     return 0..0;
                 }
                 Event::Error(error) => {
+                    event!(debug, conn = ?(self.index, key), code = error.code.0, reason = error.reason, "protocol error: closing");
                     self.report_close(key, error.code, error.reason);
                     self.drain(key);
                     return 0..0;
@@ -557,6 +566,7 @@ impl<H: Handler> Reactor<H> {
         };
         let owner = Owner::of(key, conn);
         let error = conn.proto.fail_with(self.output.cork(owner), code, reason);
+        event!(debug, conn = ?(self.index, key, conn.generation), code = error.code.0, reason = error.reason, "protocol error: closing");
         self.report_close(key, error.code, error.reason);
         self.drain(key);
     }
@@ -591,6 +601,7 @@ impl<H: Handler> Reactor<H> {
         let outcome = catch_unwind(AssertUnwindSafe(|| f(handler, &mut socket)));
         if outcome.is_err() {
             self.output.stats.panics += 1;
+            event!(error, conn = ?(id.reactor, id.slot, id.generation), "panic in a handler callback: closing with 1011");
         }
         if outcome.is_err()
             && let Some(conn) = self.conns.get_mut(key)

@@ -65,6 +65,8 @@ struct Session {
     ended: bool,
     /// close_notify is made.
     notified: bool,
+    /// The finished handshake is counted.
+    counted: bool,
 }
 
 /// How many bytes of records without application data a connection may send in
@@ -123,6 +125,9 @@ pub(crate) struct Sessions {
     /// Connections dropped for records without application data past
     /// [`IDLE_RECORDS`].
     pub(crate) idle_dropped: u64,
+    /// Handshakes finished: all, and the resumed ones.
+    pub(crate) handshakes: u64,
+    pub(crate) resumed: u64,
 }
 
 /// What one TLS read did.
@@ -178,6 +183,7 @@ impl Sessions {
             idle_wire: 0,
             ended: false,
             notified: false,
+            counted: false,
         };
         self.map.insert(key as u32, Box::new(session));
         true
@@ -211,6 +217,28 @@ impl Sessions {
     /// must hold a whole record's plaintext (16 KiB; the reactor's scratch buffer is
     /// 64 KiB).
     pub(crate) fn read(
+        &mut self,
+        key: usize,
+        generation: Generation,
+        stream: &mut TcpStream,
+        buf: &mut [u8],
+        wire_budget: usize,
+    ) -> TlsRead {
+        let read = self.read_records(key, generation, stream, buf, wire_budget);
+        if let Some(session) = self.map.get_mut(&(key as u32))
+            && !session.counted
+            && !session.tls.is_handshaking()
+        {
+            session.counted = true;
+            self.handshakes += 1;
+            if session.tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                self.resumed += 1;
+            }
+        }
+        read
+    }
+
+    fn read_records(
         &mut self,
         key: usize,
         generation: Generation,

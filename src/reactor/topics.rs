@@ -253,12 +253,19 @@ pub(crate) struct Topics {
     topics: Slab<Topic>,
     /// Indexed by `Conn::subs`.
     subs: Slab<Subscriptions>,
+    /// (connection, topic) pairs now.
+    pub(crate) subscriptions: u64,
 }
 
 impl Topics {
     /// The interned id of `name`, if this reactor has subscribers to it.
     pub(crate) fn id(&self, name: &[u8]) -> Option<u32> {
         self.ids.get(name).copied()
+    }
+
+    /// Topics with a subscriber on this reactor.
+    pub(crate) fn len(&self) -> usize {
+        self.topics.len()
     }
 
     /// The subscribers of topic `id`: (slab key, subscriptions index).
@@ -331,6 +338,7 @@ impl Topics {
             }
         }
         topic.members.push((key, *subs));
+        self.subscriptions += 1;
         counts.add(&topic.name, reactor);
         Ok(true)
     }
@@ -410,6 +418,7 @@ impl Topics {
             return;
         }
         topic.members.swap_remove(index);
+        self.subscriptions = self.subscriptions.saturating_sub(1);
         if let Some(&(_, moved)) = topic.members.get(index)
             && let Some(s) = self.subs.get_mut(moved as usize)
             && let Some(entry) = s.list.as_mut_slice().iter_mut().find(|(t, _)| *t == id)

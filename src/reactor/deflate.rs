@@ -23,6 +23,13 @@ use crate::proto::{Compressed, Message};
 /// Window sizes 9 to 15.
 const WINDOWS: usize = 7;
 
+/// The least level for frames compressed once for many connections (publishes,
+/// broadcasts, `Sender` sends): their cost is paid once per message, not once per
+/// delivery, and on small JSON messages compressed alone zlib-rs' level 1 saves
+/// next to nothing where level 6 saves 8 to 27 % (`cargo bench -p
+/// wsreactor-benches --bench compression_ratio`; docs/BENCHMARKS.md).
+const SHARED_FRAME_LEVEL: u32 = 6;
+
 /// After a larger message, the compress and inflate buffers are shrunk to this.
 const KEEP_BUFFER: usize = 64 * 1024;
 
@@ -45,6 +52,9 @@ pub(crate) struct Compressors {
     release_after: Duration,
     next_sweep: Instant,
     shared: [Option<Deflater>; WINDOWS],
+    /// For frames compressed once for many connections, at [`SHARED_FRAME_LEVEL`]
+    /// or the configured level if higher.
+    once: [Option<Deflater>; WINDOWS],
     own: HashMap<u32, Own>,
     /// The compressed form of shared frames sent in this turn (`None`: not worth
     /// compressing), by the frame's identity (address and length) and window,
@@ -66,6 +76,7 @@ impl Compressors {
             release_after: settings.release_after,
             next_sweep: crate::config::deadline(Instant::now(), settings.release_after),
             shared: Default::default(),
+            once: Default::default(),
             own: HashMap::new(),
             cache: HashMap::new(),
             buf: Vec::new(),
@@ -166,9 +177,9 @@ impl Compressors {
             window_bits: bits,
             context_takeover: false,
         };
-        let level = self.level;
+        let level = self.level.max(SHARED_FRAME_LEVEL);
         let deflater =
-            self.shared[window_index(bits)].get_or_insert_with(|| Deflater::new(direction, level));
+            self.once[window_index(bits)].get_or_insert_with(|| Deflater::new(direction, level));
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         let compressed = deflater.compress(payload, &mut buf).then(|| {
@@ -291,5 +302,44 @@ impl Inflaters {
         {
             self.own.remove(&(key as u32));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::encode;
+
+    /// A frame compressed once for many connections is compressed at least at
+    /// [`SHARED_FRAME_LEVEL`], whatever the (per-send) level configured: on a small
+    /// JSON message that is what makes compressing it worth anything.
+    #[test]
+    fn a_frame_for_many_is_compressed_at_the_shared_frame_level() {
+        let chat = r#"{"type":"message","room":"general","user":"user42","text":"the build is green again today, how are you there","ts":1765000123}"#;
+        let settings = crate::Deflate::default().with_threshold(64);
+        let compressors = Compressors::new(&Compression::Shared(settings));
+        let mut compressors = compressors.expect("compression is on");
+        let params = PerMessageDeflate {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+        };
+        let frame = encode(Message::Text(chat));
+        let shared = compressors
+            .shared_frame(params, &frame)
+            .expect("it compresses");
+        let direction = Direction {
+            window_bits: 15,
+            context_takeover: false,
+        };
+        let alone = |level| {
+            let mut out = Vec::new();
+            assert!(Deflater::new(direction, level).compress(chat.as_bytes(), &mut out));
+            out
+        };
+        // A two-byte header, then the payload as level 6 makes it.
+        assert_eq!(&shared[2..], &alone(SHARED_FRAME_LEVEL)[..]);
+        assert!(alone(SHARED_FRAME_LEVEL).len() < alone(1).len());
     }
 }

@@ -156,7 +156,8 @@ impl Compressors {
     }
 
     /// `frame` compressed without context for a window of `bits`, if it is a whole
-    /// data message at least as long as the threshold that compresses.
+    /// data message at least as long as the threshold that compresses to fewer
+    /// bytes than it has.
     fn compress_shared(&mut self, bits: u8, frame: &Bytes) -> Option<Bytes> {
         // Frames from this crate's `encode` (or a caller's own): server frames,
         // read as a client reads them.
@@ -182,7 +183,9 @@ impl Compressors {
             self.once[window_index(bits)].get_or_insert_with(|| Deflater::new(direction, level));
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
-        let compressed = deflater.compress(payload, &mut buf).then(|| {
+        // No context to keep in step: a frame that would not shrink goes as it is.
+        let shrinks = deflater.compress(payload, &mut buf) && buf.len() < payload.len();
+        let compressed = shrinks.then(|| {
             let opcode = if text { OpCode::Text } else { OpCode::Binary };
             let mut header = FrameHeader::outgoing(opcode, true, buf.len(), None);
             header.rsv = RSV1;
@@ -341,5 +344,20 @@ mod tests {
         // A two-byte header, then the payload as level 6 makes it.
         assert_eq!(&shared[2..], &alone(SHARED_FRAME_LEVEL)[..]);
         assert!(alone(SHARED_FRAME_LEVEL).len() < alone(1).len());
+        // A message that deflate cannot shrink (random bytes) goes as it is.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..400)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut deflated = Vec::new();
+        assert!(Deflater::new(direction, SHARED_FRAME_LEVEL).compress(&noise, &mut deflated));
+        assert!(deflated.len() >= noise.len(), "random bytes do not shrink");
+        let incompressible = encode(Message::Binary(&noise));
+        assert_eq!(compressors.shared_frame(params, &incompressible), None);
     }
 }

@@ -57,8 +57,12 @@ impl<S> Handoffs<S> {
         self.expiry.clear();
     }
 
-    /// Forgets those whose time is up.
-    pub(super) fn expire(&mut self, now: Instant) {
+    /// Forgets those whose time is up (reads the clock only while some wait).
+    pub(super) fn expire(&mut self) {
+        if self.expiry.is_empty() {
+            return;
+        }
+        let now = Instant::now();
         while let Some(&(at, slot, generation)) = self.expiry.front() {
             if at > now {
                 break;

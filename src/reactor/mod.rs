@@ -299,7 +299,7 @@ impl<H: Handler> Reactor<H> {
         }
         self.flush_batched();
         self.timers();
-        self.handoffs.expire(Instant::now());
+        self.handoffs.expire();
         self.settle();
         self.output.stats.tls_idle_records = self.output.tls.idle_dropped;
         self.output.stats.tls_handshakes = self.output.tls.handshakes;

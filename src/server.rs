@@ -724,6 +724,9 @@ impl Sender {
             return PendingUpgrade::ready(Ok(HandoffAnswer::Reject(bad)));
         };
         let n = self.reactors.len();
+        if n == 0 {
+            return PendingUpgrade::ready(Err(HandoffError::Stopped));
+        }
         let mut index = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
         let (pending, reply) = PendingUpgrade::new();
         let mut command = Command::Upgrade {

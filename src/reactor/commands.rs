@@ -366,7 +366,7 @@ impl<H: Handler> Reactor<H> {
             Ok(upgrade) => upgrade.answer,
             Err(_) => Answer::Reject(HttpResponse::empty(500)),
         };
-        self.answer_now = Some(answer);
+        self.answer_now = Some((key, answer));
         if conn.input != NONE {
             let held = std::mem::take(&mut self.inputs[conn.input as usize]);
             self.process(key, Input::Held(held));

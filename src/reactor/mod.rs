@@ -133,8 +133,9 @@ pub(crate) struct Reactor<H: Handler> {
     broadcast_keys: Vec<usize>,
     /// The other half of `pubsub.batched`, swapped in while it is served.
     batched_spare: Vec<usize>,
-    /// The answer to a deferred upgrade, while the held request is read again.
-    answer_now: Option<crate::response::Answer<H::Session>>,
+    /// The answer to a deferred upgrade, while the held request of the connection
+    /// it is for is read again.
+    answer_now: Option<(usize, crate::response::Answer<H::Session>)>,
     /// Upgrades handed over by another server, waiting for their sockets.
     handoffs: handoff::Handoffs<H::Session>,
     /// The `metrics` facade's handles, pushed once per turn.

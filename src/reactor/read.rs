@@ -346,7 +346,11 @@ impl<H: Handler> Reactor<H> {
             }
         };
         // A deferred upgrade's answer, come through a command; else the handler's.
-        let answered_later = self.answer_now.take();
+        // (Keyed, so that one left behind by a panic never answers another.)
+        let answered_later = match self.answer_now.take() {
+            Some((for_key, answer)) if for_key == key => Some(answer),
+            _ => None,
+        };
         let later = answered_later.is_some();
         let answer = match answered_later {
             Some(answer) => Ok(answer),

@@ -7,11 +7,9 @@ use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
-use mio::Interest;
-use mio::Token;
 use slab::Slab;
 
-use super::conn::{Conn, flag};
+use super::conn::flag;
 use super::{Input, Reactor};
 use crate::config::deadline;
 use crate::handler::Handler;
@@ -200,24 +198,11 @@ impl<H: Handler> Reactor<H> {
         if self.shutdown.is_some() {
             return;
         }
-        let mut stream = mio::net::TcpStream::from_std(stream);
-        let _ = stream.set_nodelay(true);
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if key >= u32::MAX as usize {
+        let stream = mio::net::TcpStream::from_std(stream);
+        let Some(key) = self.register(stream, generation) else {
             return;
-        }
-        let token = Token(key | ((generation as u32 as usize) << 32));
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if self
-            .poll
-            .registry()
-            .register(&mut stream, token, interest)
-            .is_err()
-        {
-            return;
-        }
-        let conn = entry.insert(Conn::new(stream, generation));
+        };
+        let conn = &mut self.conns[key];
         conn.proto.set_deflate(waiting.deflate);
         conn.session = Some(waiting.session);
         conn.phase = super::conn::Phase::Open;

@@ -376,33 +376,17 @@ impl<H: Handler> Reactor<H> {
         self.accept_pending = more;
     }
 
-    fn add(&mut self, mut stream: TcpStream, tls: Option<&TlsConfig>) {
-        // Messages are written whole and corked: Nagle would only add latency.
-        let _ = stream.set_nodelay(true);
+    fn add(&mut self, stream: TcpStream, tls: Option<&TlsConfig>) {
         let generation = self.next_generation;
         #[cfg(not(test))]
         let step = 1;
         #[cfg(test)]
         let step = self.config.generation_step;
         self.next_generation += step;
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if key >= u32::MAX as usize {
-            return; // four billion connections in one reactor: refuse
-        }
-        // The token keeps the generation's low 32 bits: enough to tell a stale
-        // event of a reused slot within one poll's batch.
-        let token = Token(key | ((generation as u32 as usize) << 32));
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if self
-            .poll
-            .registry()
-            .register(&mut stream, token, interest)
-            .is_err()
-        {
+        let Some(key) = self.register(stream, generation) else {
             return;
-        }
-        let conn = entry.insert(Conn::new(stream, generation));
+        };
+        let conn = &mut self.conns[key];
         if let Some(tls) = tls {
             if !self.output.tls.start(key, generation, tls) {
                 self.conns.remove(key);
@@ -414,6 +398,35 @@ impl<H: Handler> Reactor<H> {
         if let Some(ticks) = self.timeouts.handshake {
             self.set_deadline(key, ticks);
         }
+    }
+}
+
+impl<H: Handler> Reactor<H> {
+    /// Registers `stream` with the poll and gives it a slot as connection
+    /// `generation` (in its handshake); its slab key, or `None` when it is refused
+    /// (the stream is closed as it drops).
+    pub(super) fn register(
+        &mut self,
+        mut stream: TcpStream,
+        generation: conn::Generation,
+    ) -> Option<usize> {
+        // Messages are written whole and corked: Nagle would only add latency.
+        let _ = stream.set_nodelay(true);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if key >= u32::MAX as usize {
+            return None; // four billion connections in one reactor: refuse
+        }
+        // The token keeps the generation's low 32 bits: enough to tell a stale
+        // event of a reused slot within one poll's batch.
+        let token = Token(key | ((generation as u32 as usize) << 32));
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        self.poll
+            .registry()
+            .register(&mut stream, token, interest)
+            .ok()?;
+        entry.insert(Conn::new(stream, generation));
+        Some(key)
     }
 }
 

@@ -17,3 +17,5 @@ trap stop_redis_servers EXIT
 # The nodes are the pubsub example built with the feature.
 cargo build --locked --quiet --features redis --example pubsub
 cargo test --locked --features redis --test redis_nodes --test redis_bridge
+# The bridge's counters on the metrics facade.
+cargo test --locked --features redis,metrics --test redis_metrics

@@ -199,6 +199,10 @@ pub struct Config {
     /// the counts' entries): under 32 KiB a connection at the defaults, where
     /// clients name their own topics (`tests/topics_per_connection.rs`).
     pub max_subscription_bytes: usize,
+    /// How much history each topic keeps for recovery after a reconnect
+    /// ([`Socket::subscribe_from`](crate::Socket::subscribe_from)), or `None`
+    /// (the default): no positions, no history, and a topic costs nothing more.
+    pub history: Option<crate::history::HistoryLimits>,
     /// How many idle read buffers each reactor keeps for reuse. Default 64: enough
     /// for the connections that hold partial frames at once in a busy reactor,
     /// without holding memory for a burst that has passed.
@@ -271,6 +275,7 @@ impl Default for Config {
             max_queued_command_bytes: 16 << 20,
             max_subscriptions: 1024,
             max_subscription_bytes: 16 * 1024,
+            history: None,
             compression: Compression::Off,
             tls_key_release: Duration::from_millis(250),
             timer_origin: 0,
@@ -336,6 +341,12 @@ impl Config {
     /// Sets the most topics one connection may subscribe to.
     pub fn with_max_subscriptions(mut self, topics: usize) -> Self {
         self.max_subscriptions = topics;
+        self
+    }
+
+    /// Sets how much history each topic keeps ([`history`](Self::history)).
+    pub fn with_history(mut self, history: Option<crate::history::HistoryLimits>) -> Self {
+        self.history = history;
         self
     }
 

@@ -432,6 +432,97 @@ impl<S> Socket<'_, S> {
         published
     }
 
+    /// Subscribes this connection to `topic` on a server that keeps history
+    /// ([`Config::history`](crate::Config::history)), from `from`: the position of
+    /// the last message it got before it lost its connection (`None`: live from
+    /// now). The messages after that position are queued to it before this returns,
+    /// oldest first, then it gets every later message in order: no gap and no
+    /// duplicate, whatever publishes race the subscribe on other threads. The
+    /// result says what was recovered and from which position it goes on; a
+    /// position that cannot be recovered (another epoch, too old, from the future)
+    /// starts live from now ([`Recovery::Reset`](crate::history::Recovery::Reset)).
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe`](Self::subscribe), and [`TopicError::NoHistory`] without
+    /// history, [`TopicError::AlreadySubscribed`] when it subscribes already.
+    pub fn subscribe_from(
+        &mut self,
+        topic: impl AsRef<[u8]>,
+        from: Option<crate::history::Position>,
+    ) -> Result<crate::history::Subscribed, TopicError> {
+        use crate::history::{Recovery, Subscribed};
+        let topic = topic.as_ref();
+        let key = self.key;
+        let counts = self.pubsub.counts.clone();
+        if !counts.has_history() {
+            return Err(TopicError::NoHistory);
+        }
+        if self.is_subscribed(topic) {
+            return Err(TopicError::AlreadySubscribed);
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Err(TopicError::Closed);
+        };
+        let pubsub = &mut *self.pubsub;
+        let Some((position, replay, subscribed)) =
+            counts.join(topic, from, || pubsub.subscribe(key, conn, topic))
+        else {
+            return Err(TopicError::NoHistory);
+        };
+        subscribed?;
+        // Messages at or before `position` still in this reactor's queue skip it.
+        if let Some(id) = self.pubsub.topics.id(topic) {
+            self.pubsub
+                .topics
+                .joiners
+                .entry(id)
+                .or_default()
+                .push((key as u32, position.offset));
+        }
+        let recovery = match (from, replay) {
+            (None, _) => Recovery::New,
+            (Some(_), Err(reason)) => Recovery::Reset(reason),
+            (Some(_), Ok(replay)) => {
+                let n = replay.len();
+                let owner = Owner::from(self.id);
+                if let Some(conn) = self.conns.get_mut(key) {
+                    for (_, frame) in &replay {
+                        let _ = self.output.deliver_as(owner, conn, frame, true);
+                    }
+                    if n > 0 && !conn.has(crate::reactor::conn::flag::BATCHED) {
+                        conn.set(crate::reactor::conn::flag::BATCHED);
+                        self.pubsub.batched.push(key);
+                    }
+                }
+                Recovery::Recovered(n)
+            }
+        };
+        Ok(Subscribed { position, recovery })
+    }
+
+    /// Publishes to a topic with history, as
+    /// [`Sender::publish_positioned`](crate::Sender::publish_positioned): every
+    /// subscriber gets it (this connection too, if it subscribes), through its
+    /// reactor's queue, in offset order.
+    pub fn publish_positioned(
+        &mut self,
+        topic: impl AsRef<[u8]>,
+        build: impl FnOnce(crate::history::Position) -> bytes::Bytes,
+    ) -> Published {
+        let mut published = Published::default();
+        let reactors = self.pubsub.reactors.clone();
+        published.position = self.pubsub.counts.publish_positioned(
+            topic.as_ref(),
+            &reactors,
+            None,
+            build,
+            &mut published,
+        );
+        // This reactor's own queue has it: run it in this turn.
+        published
+    }
+
     /// Published messages dropped for this connection at its backpressure limit,
     /// while it was subscribed to anything.
     pub fn dropped_publications(&self) -> u64 {

@@ -98,6 +98,29 @@ pub enum ResetReason {
     Future,
 }
 
+/// What a subscription from a position got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subscribed {
+    /// The topic's newest position when the subscription took effect: every
+    /// message after it reaches the subscriber, in order, and none before it
+    /// (but those replayed).
+    pub position: Position,
+    /// Whether missed messages were replayed.
+    pub recovery: Recovery,
+}
+
+/// Whether a subscription recovered what its connection missed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// No position was given: live from now.
+    New,
+    /// The messages after the position given (this many) were queued to the
+    /// connection, oldest first, before the call returned.
+    Recovered(usize),
+    /// The position could not be recovered: nothing was replayed, live from now.
+    Reset(ResetReason),
+}
+
 /// A kept message.
 struct Entry {
     offset: u64,

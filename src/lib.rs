@@ -175,7 +175,6 @@ pub mod compression;
 pub mod config;
 pub mod error;
 pub mod handler;
-#[allow(dead_code)] // wired to the reactors in the rest of issue 24
 pub mod history;
 mod observe;
 pub mod proto;

@@ -11,6 +11,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
+
+use crate::history::{Epoch, HistoryLimits, Position, ResetReason, Ring};
+use crate::reactor::{Command, Shared};
+use crate::status::QueueStatus;
+
 /// The longest topic name, in bytes. Topics are byte strings (UTF-8 is not
 /// required); a longer name is refused with [`TopicError::TooLong`].
 pub const MAX_TOPIC_LEN: usize = 256;
@@ -29,6 +35,12 @@ pub enum TopicError {
     TooMany,
     /// The connection is closing: nothing more will be delivered to it.
     Closed,
+    /// A subscription from a position asked of a server that keeps no history
+    /// ([`Config::history`](crate::Config::history)).
+    NoHistory,
+    /// A subscription from a position on a topic the connection subscribes to
+    /// already: its messages are on their way; unsubscribe first to start again.
+    AlreadySubscribed,
 }
 
 impl fmt::Display for TopicError {
@@ -37,6 +49,8 @@ impl fmt::Display for TopicError {
             TopicError::TooLong => "topic name too long",
             TopicError::TooMany => "too many subscriptions on one connection",
             TopicError::Closed => "the connection is closing",
+            TopicError::NoHistory => "the server keeps no history",
+            TopicError::AlreadySubscribed => "already subscribed to the topic",
         })
     }
 }
@@ -66,15 +80,26 @@ pub struct Published {
     pub forwarded: usize,
     /// Subscribers on other reactors whose reactor refused it: not delivered.
     pub refused: usize,
+    /// The message's position in its topic's history, when the server keeps one
+    /// and it was published with a position (`publish_positioned`).
+    pub position: Option<Position>,
 }
+
+/// What a subscription from a position replays: the missed messages (offset,
+/// frame), oldest first, or why they cannot be.
+pub(crate) type Replay = Result<Vec<(u64, Bytes)>, ResetReason>;
 
 /// Subscribers per reactor (indexed by reactor), per topic.
 pub(crate) type CountMap = HashMap<Arc<[u8]>, Box<[u32]>>;
 
 /// How many subscribers each reactor has, per topic.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct TopicCounts {
     counts: Mutex<CountMap>,
+    /// Each topic's history, when the server keeps one (`Config::history`). Locked
+    /// before `counts` whenever both are held.
+    histories: Mutex<HashMap<Arc<[u8]>, Ring>>,
+    history: Option<HistoryLimits>,
     reactors: usize,
     /// The bridge to other nodes: told when a topic gets its first subscriber on
     /// this node or loses its last, and given every publication.
@@ -86,6 +111,8 @@ impl TopicCounts {
     pub(crate) fn new(reactors: usize) -> TopicCounts {
         TopicCounts {
             counts: Mutex::new(HashMap::new()),
+            histories: Mutex::new(HashMap::new()),
+            history: None,
             reactors,
             #[cfg(feature = "redis")]
             bridge: None,
@@ -130,6 +157,111 @@ impl TopicCounts {
         self.counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The same, keeping `history` per topic.
+    pub(crate) fn with_history(mut self, history: Option<HistoryLimits>) -> TopicCounts {
+        self.history = history;
+        self
+    }
+
+    /// Whether topics keep a history (positions, recovery).
+    pub(crate) fn has_history(&self) -> bool {
+        self.history.is_some()
+    }
+
+    fn histories(&self) -> MutexGuard<'_, HashMap<Arc<[u8]>, Ring>> {
+        self.histories
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Publishes to a topic with history: the message gets the next position,
+    /// `build` makes its frame knowing it, the ring keeps it, and every reactor with
+    /// subscribers gets it through its queue, all under the histories' lock, so
+    /// each reactor's queue holds the topic's messages in offset order. `None`
+    /// without history.
+    pub(crate) fn publish_positioned(
+        &self,
+        topic: &[u8],
+        reactors: &[Arc<Shared>],
+        except: Option<crate::ConnId>,
+        build: impl FnOnce(Position) -> Bytes,
+        published: &mut Published,
+    ) -> Option<Position> {
+        let limits = self.history?;
+        let mut histories = self.histories();
+        let ring = match histories.get_mut(topic) {
+            Some(ring) => ring,
+            None => histories
+                .entry(Arc::from(topic))
+                .or_insert_with(|| Ring::new(Epoch::fresh(), limits)),
+        };
+        let next = Position {
+            epoch: ring.newest().epoch,
+            offset: ring.newest().offset + 1,
+        };
+        let frame = build(next);
+        let position = ring.push(frame.clone(), std::time::Instant::now());
+        let counts = self.lock();
+        if let Some(per_reactor) = counts.get(topic) {
+            let name = Bytes::copy_from_slice(topic);
+            for (&count, reactor) in per_reactor.iter().zip(reactors) {
+                if count == 0 {
+                    continue;
+                }
+                let command = Command::Publish {
+                    topic: name.clone(),
+                    frame: frame.clone(),
+                    except,
+                    offset: Some(position.offset),
+                };
+                match reactor.push(command) {
+                    QueueStatus::Queued => published.forwarded += count as usize,
+                    _ => published.refused += count as usize,
+                }
+            }
+        }
+        Some(position)
+    }
+
+    /// Under the histories' lock: what a subscription from `from` recovers from
+    /// `topic`'s history, and the newest position, then `register` (the caller's
+    /// subscribe, which counts the subscriber), so that every message after that
+    /// position reaches the new subscriber through its reactor's queue.
+    pub(crate) fn join<R>(
+        &self,
+        topic: &[u8],
+        from: Option<Position>,
+        register: impl FnOnce() -> R,
+    ) -> Option<(Position, Replay, R)> {
+        let limits = self.history?;
+        let mut histories = self.histories();
+        let ring = match histories.get_mut(topic) {
+            Some(ring) => ring,
+            None => histories
+                .entry(Arc::from(topic))
+                .or_insert_with(|| Ring::new(Epoch::fresh(), limits)),
+        };
+        let now = std::time::Instant::now();
+        let replay = match from {
+            Some(from) => ring.since(from, now),
+            None => Ok(Vec::new()),
+        };
+        let newest = ring.newest();
+        let registered = register();
+        Some((newest, replay, registered))
+    }
+
+    /// Messages and bytes the topics' histories hold now, and how many topics have one.
+    pub(crate) fn history_usage(&self) -> (u64, u64, u64) {
+        let histories = self.histories();
+        let (mut messages, mut bytes) = (0, 0);
+        for ring in histories.values() {
+            messages += ring.len() as u64;
+            bytes += ring.bytes() as u64;
+        }
+        (histories.len() as u64, messages, bytes)
     }
 
     /// Counts one more subscriber of `topic` on `reactor`. The name is the

@@ -114,12 +114,13 @@ impl ServerBuilder {
             shared.push(Arc::new(Shared::new(&poll, WAKER, limit)?));
             polls.push(poll);
         }
-        let counts = TopicCounts::new(listeners.len());
+        let counts = TopicCounts::new(listeners.len()).with_history(config.history);
         #[cfg(feature = "redis")]
         let counts = match self.redis {
             Some(redis) => {
                 let link = crate::bridge::Link::new(redis)?;
                 TopicCounts::with_bridge(listeners.len(), Arc::new(link))
+                    .with_history(config.history)
             }
             None => counts,
         };
@@ -652,12 +653,34 @@ impl Sender {
                 topic: name.clone(),
                 frame: frame.clone(),
                 except: None,
+                offset: None,
             };
             match reactor.push(command) {
                 QueueStatus::Queued => published.forwarded += count as usize,
                 _ => published.refused += count as usize,
             }
         }
+        published
+    }
+
+    /// Publishes to a topic with history ([`Config::history`]): the message gets
+    /// the topic's next position, `build` makes its frame (with [`encode`]) knowing
+    /// it, the history keeps it, and every subscriber gets it in offset order, the
+    /// ones that join later from an earlier position by replay. `published.position`
+    /// is the position; `None` (and nothing sent) without history.
+    pub fn publish_positioned(
+        &self,
+        topic: impl AsRef<[u8]>,
+        build: impl FnOnce(crate::history::Position) -> Bytes,
+    ) -> Published {
+        let mut published = Published::default();
+        published.position = self.counts.publish_positioned(
+            topic.as_ref(),
+            &self.reactors,
+            None,
+            build,
+            &mut published,
+        );
         published
     }
 
@@ -672,8 +695,12 @@ impl Sender {
     /// publishes its counters at the end of every loop turn, so what a callback
     /// reads leaves out its own turn so far; reading them takes no lock.
     pub fn stats(&self) -> Stats {
-        #[allow(unused_mut)]
         let mut stats = Stats::sum(&self.reactor_stats());
+        (
+            stats.history_topics,
+            stats.history_messages,
+            stats.history_bytes,
+        ) = self.counts.history_usage();
         #[cfg(feature = "redis")]
         {
             stats.bridge = self.bridge_stats();

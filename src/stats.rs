@@ -165,6 +165,9 @@ impl SharedStats {
             #[cfg(feature = "redis")]
             bridge: None,
             closes: std::array::from_fn(|i| self.closes[i].load(Relaxed)),
+            history_topics: 0,
+            history_messages: 0,
+            history_bytes: 0,
         }
     }
 }
@@ -246,6 +249,16 @@ pub struct Stats {
     pub topics: u64,
     /// Subscriptions now: (connection, topic) pairs.
     pub subscriptions: u64,
+    /// Topics with a history ([`Config::history`](crate::Config::history)), the
+    /// messages their histories keep, and the bytes those hold (frames and
+    /// entries), over the whole server: in [`Sender::stats`](crate::Sender::stats)
+    /// and [`ServerHandle::stats`](crate::ServerHandle::stats), 0 in each
+    /// reactor's own counters.
+    pub history_topics: u64,
+    /// See [`history_topics`](Self::history_topics).
+    pub history_messages: u64,
+    /// See [`history_topics`](Self::history_topics).
+    pub history_bytes: u64,
     /// The bridge to other nodes through Redis (feature `redis`): its state and
     /// counters, in [`ServerHandle::stats`](crate::ServerHandle::stats); `None`
     /// without a bridge, and in each reactor's own counters.

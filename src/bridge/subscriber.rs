@@ -198,6 +198,7 @@ fn deliver(link: &Link, counts: &TopicCounts, reactors: &[Arc<Shared>], message:
             topic: name.clone(),
             frame: frame.clone(),
             except: None,
+            offset: None,
         };
         if reactor.push(command) != QueueStatus::Queued {
             link.counters.refused.fetch_add(1, Relaxed);

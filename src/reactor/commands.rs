@@ -57,6 +57,8 @@ pub(crate) enum Command {
         topic: Bytes,
         frame: Bytes,
         except: Option<ConnId>,
+        /// The message's offset in its topic's history, if the topic has one.
+        offset: Option<u64>,
     },
     /// The answer to an upgrade the handler deferred: an `Upgrade<H::Session>`.
     Answer {
@@ -305,15 +307,17 @@ impl<H: Handler> Reactor<H> {
                 topic,
                 frame,
                 except,
+                offset,
             } => {
                 let except = except.and_then(|id| self.conn_key(id));
-                let published = super::topics::publish_local(
+                let published = super::topics::publish_local_at(
                     &mut self.conns,
                     &mut self.output,
                     &mut self.pubsub,
                     &topic,
                     &frame,
                     except,
+                    offset,
                 );
                 (published.reached + published.dropped).max(1)
             }

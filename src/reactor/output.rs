@@ -396,10 +396,22 @@ impl Output {
         conn: &mut Conn<S>,
         frame: &Bytes,
     ) -> Result<(), SendStatus> {
+        self.admit_shared_as(owner, conn, frame, false)
+    }
+
+    /// As [`admit_shared`](Self::admit_shared); `own` as a callback's send is
+    /// admitted (a replay: bounded by the history, never dropped under `Pause`).
+    fn admit_shared_as<S>(
+        &mut self,
+        owner: Owner,
+        conn: &mut Conn<S>,
+        frame: &Bytes,
+        own: bool,
+    ) -> Result<(), SendStatus> {
         if conn.phase != Phase::Open || !conn.proto.can_send() {
             return Err(SendStatus::Closed);
         }
-        if !self.admits(owner, conn, frame.len(), false) {
+        if !self.admits(owner, conn, frame.len(), own) {
             return Err(self.refuse(owner, conn));
         }
         self.stats.messages_out += 1;
@@ -416,8 +428,19 @@ impl Output {
         conn: &mut Conn<S>,
         frame: &Bytes,
     ) -> SendStatus {
+        self.deliver_as(owner, conn, frame, false)
+    }
+
+    /// As [`deliver`](Self::deliver); `own`: admitted as a callback's own send.
+    pub(crate) fn deliver_as<S>(
+        &mut self,
+        owner: Owner,
+        conn: &mut Conn<S>,
+        frame: &Bytes,
+        own: bool,
+    ) -> SendStatus {
         let frame = &self.shared_form(conn, frame);
-        if let Err(status) = self.admit_shared(owner, conn, frame) {
+        if let Err(status) = self.admit_shared_as(owner, conn, frame, own) {
             return status;
         }
         self.reclaim_strays(owner, conn);

@@ -117,6 +117,7 @@ impl PubSub {
                 topic: topic.clone(),
                 frame: frame.clone(),
                 except,
+                offset: None,
             };
             match reactor.push(command) {
                 QueueStatus::Queued => published.forwarded += count as usize,
@@ -136,15 +137,50 @@ pub(crate) fn publish_local<S>(
     frame: &Bytes,
     except: Option<usize>,
 ) -> Published {
+    publish_local_at(conns, output, pubsub, name, frame, except, None)
+}
+
+/// As [`publish_local`], for a message at `offset` of its topic's history: a
+/// subscriber that joined from a later position (its replay or its `new` line
+/// covered this message) is passed over.
+pub(crate) fn publish_local_at<S>(
+    conns: &mut Slab<Conn<S>>,
+    output: &mut Output,
+    pubsub: &mut PubSub,
+    name: &[u8],
+    frame: &Bytes,
+    except: Option<usize>,
+    offset: Option<u64>,
+) -> Published {
     let mut published = Published::default();
     let Some(id) = pubsub.topics.id(name) else {
         return published;
+    };
+    // Joiners whose position is at or past this offset skip it; the others are
+    // in step from here on and leave the list.
+    let skip: Vec<u32> = match (offset, pubsub.topics.joiners.get_mut(&id)) {
+        (Some(offset), Some(joiners)) => {
+            let skip = joiners
+                .iter()
+                .filter(|&&(_, from)| from >= offset)
+                .map(|&(key, _)| key)
+                .collect();
+            joiners.retain(|&(_, from)| from > offset);
+            if joiners.is_empty() {
+                pubsub.topics.joiners.remove(&id);
+            }
+            skip
+        }
+        _ => Vec::new(),
     };
     let count = pubsub.topics.members(id).len();
     for i in 0..count {
         let Some(&(key, subs)) = pubsub.topics.members(id).get(i) else {
             break;
         };
+        if skip.contains(&key) {
+            continue;
+        }
         let key = key as usize;
         if Some(key) == except {
             continue;
@@ -255,6 +291,10 @@ pub(crate) struct Topics {
     subs: Slab<Subscriptions>,
     /// (connection, topic) pairs now.
     pub(crate) subscriptions: u64,
+    /// Per topic with history, connections that subscribed from a position newer
+    /// than what this reactor has delivered: (slab key, that offset). Empty but
+    /// for the moments after such a subscribe.
+    pub(crate) joiners: HashMap<u32, Vec<(u32, u64)>>,
 }
 
 impl Topics {
@@ -416,6 +456,13 @@ impl Topics {
         let index = index as usize;
         if index >= topic.members.len() {
             return;
+        }
+        if let Some(joiners) = self.joiners.get_mut(&id) {
+            let key = topic.members[index].0;
+            joiners.retain(|&(k, _)| k != key);
+            if joiners.is_empty() {
+                self.joiners.remove(&id);
+            }
         }
         topic.members.swap_remove(index);
         self.subscriptions = self.subscriptions.saturating_sub(1);

@@ -1,0 +1,134 @@
+//! Topic history from the library's side (`Config::history`): positions from 1
+//! that grow by one, messages kept while nobody subscribes and bounded by the
+//! limits (counted in `Stats`), a subscriber recovering from a `Sender`'s
+//! publishes, and the errors of a server without history.
+
+#[path = "util/server.rs"]
+mod server;
+
+use std::sync::{Arc, Mutex};
+
+use server::{PATIENCE, connect, start, test_config, wait_until};
+use tungstenite::Message as T;
+use wsreactor::history::{HistoryLimits, Position, Recovery};
+use wsreactor::{Handler, Message, Socket, TopicError, encode};
+
+/// `from OFFSET` subscribes to `t` from that offset of the epoch the test set;
+/// `live` subscribes with no position. Answers with the result's Debug text.
+#[derive(Clone)]
+struct Resume {
+    epoch: Arc<Mutex<Option<wsreactor::history::Epoch>>>,
+}
+
+impl Handler for Resume {
+    type Session = ();
+    fn on_message(&mut self, ws: &mut Socket<'_, ()>, message: Message<'_>) {
+        let Message::Text(text) = message else {
+            return;
+        };
+        let from = match text.strip_prefix("from ") {
+            Some(offset) => {
+                let epoch = self.epoch.lock().unwrap().expect("set by the test");
+                Some(Position {
+                    epoch,
+                    offset: offset.parse().unwrap(),
+                })
+            }
+            None => None,
+        };
+        let answer = format!("{:?}", ws.subscribe_from("t", from));
+        let _ = ws.send_text(&answer);
+    }
+}
+
+fn limits(count: usize) -> HistoryLimits {
+    HistoryLimits {
+        count,
+        ..HistoryLimits::default()
+    }
+}
+
+#[test]
+fn history_is_kept_bounded_and_replayed_to_a_subscriber_from_a_position() {
+    let epoch = Arc::new(Mutex::new(None));
+    let config = test_config()
+        .with_reactors(2)
+        .with_history(Some(limits(10)));
+    let server = start(
+        config,
+        Resume {
+            epoch: epoch.clone(),
+        },
+    );
+    let sender = server.sender();
+    let mut positions = Vec::new();
+    for i in 1..=25u64 {
+        let published = sender.publish_positioned("t", |p| {
+            encode(Message::Text(&format!("{} {}", p.offset, i)))
+        });
+        positions.push(published.position.expect("a position"));
+    }
+    let first = positions[0];
+    assert!(positions.iter().all(|p| p.epoch == first.epoch));
+    let offsets: Vec<u64> = positions.iter().map(|p| p.offset).collect();
+    assert_eq!(offsets, (1..=25).collect::<Vec<_>>());
+    *epoch.lock().unwrap() = Some(first.epoch);
+    // Kept while nobody subscribes, at most 10.
+    let stats = server.stats();
+    assert_eq!(
+        (stats.history_topics, stats.history_messages),
+        (1, 10),
+        "{stats:?}"
+    );
+    assert!(stats.history_bytes > 0);
+    // From 20: 21 to 25 replayed, then the result.
+    let mut ws = connect(server.local_addr(), "/");
+    ws.send(T::text("from 20")).unwrap();
+    for offset in 21..=25u64 {
+        assert_eq!(ws.read().unwrap(), T::text(format!("{offset} {offset}")));
+    }
+    let result = ws.read().unwrap().into_text().unwrap();
+    assert!(
+        result.contains("offset: 25") && result.contains("Recovered(5)"),
+        "{result}"
+    );
+    // Live from there.
+    sender.publish_positioned("t", |p| {
+        encode(Message::Text(&format!("{} live", p.offset)))
+    });
+    assert_eq!(ws.read().unwrap(), T::text("26 live"));
+    // Again on the same connection: refused, the messages already flow.
+    ws.send(T::text("live")).unwrap();
+    assert_eq!(
+        ws.read().unwrap(),
+        T::text(format!("{:?}", Err::<(), _>(TopicError::AlreadySubscribed)))
+    );
+    // Too old for a history of 10.
+    let mut late = connect(server.local_addr(), "/");
+    late.send(T::text("from 3")).unwrap();
+    let result = late.read().unwrap().into_text().unwrap();
+    assert!(
+        result.contains(&format!(
+            "{:?}",
+            Recovery::Reset(wsreactor::history::ResetReason::Evicted)
+        )),
+        "{result}"
+    );
+    wait_until(PATIENCE, || server.stats().subscriptions == 2);
+}
+
+#[test]
+fn without_history_there_are_no_positions() {
+    let epoch = Arc::new(Mutex::new(None));
+    let server = start(test_config(), Resume { epoch });
+    let published = server
+        .sender()
+        .publish_positioned("t", |_| encode(Message::Text("x")));
+    assert_eq!(published.position, None);
+    let mut ws = connect(server.local_addr(), "/");
+    ws.send(T::text("live")).unwrap();
+    assert_eq!(
+        ws.read().unwrap(),
+        T::text(format!("{:?}", Err::<(), _>(TopicError::NoHistory)))
+    );
+}

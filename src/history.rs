@@ -74,15 +74,21 @@ pub struct HistoryLimits {
     pub bytes: usize,
     /// How long a message is kept (`None`: no age limit).
     pub age: Option<Duration>,
+    /// Bytes all topics' histories hold together, at most: past it, a publish
+    /// lets go of its own topic's oldest messages (so a flood of new topics cannot
+    /// grow the server; it can only shorten histories until its messages age out).
+    pub budget: usize,
 }
 
 impl Default for HistoryLimits {
-    /// 1,000 messages, 1 MiB, 5 minutes: a phone's reconnect after a tunnel.
+    /// 1,000 messages, 1 MiB, 5 minutes per topic: a phone's reconnect after a
+    /// tunnel; 64 MiB for all topics together.
     fn default() -> Self {
         HistoryLimits {
             count: 1000,
             bytes: 1 << 20,
             age: Some(Duration::from_secs(300)),
+            budget: 64 << 20,
         }
     }
 }
@@ -191,6 +197,18 @@ impl Ring {
         self.newest()
     }
 
+    /// Lets go of the oldest message kept, if any; the bytes it held.
+    pub(crate) fn pop_oldest(&mut self) -> usize {
+        match self.entries.pop_front() {
+            Some(oldest) => {
+                let freed = oldest.frame.len() + ENTRY_OVERHEAD;
+                self.bytes -= freed;
+                freed
+            }
+            None => 0,
+        }
+    }
+
     /// Lets go what is past a limit: too many, too many bytes, too old.
     pub(crate) fn evict(&mut self, now: Instant) {
         while let Some(oldest) = self.entries.front() {
@@ -250,6 +268,7 @@ mod tests {
             count,
             bytes,
             age: age.map(Duration::from_millis),
+            budget: usize::MAX,
         }
     }
 

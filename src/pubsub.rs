@@ -85,6 +85,31 @@ pub struct Published {
     pub position: Option<Position>,
 }
 
+/// Every topic's history, and what they hold together.
+#[derive(Default)]
+pub(crate) struct Histories {
+    rings: HashMap<Arc<[u8]>, Ring>,
+    /// The sum of the rings' bytes.
+    bytes: usize,
+}
+
+impl Histories {
+    /// The ring of `topic` in `rings`, made (with a fresh epoch) if it has none.
+    fn ring<'a>(
+        rings: &'a mut HashMap<Arc<[u8]>, Ring>,
+        topic: &[u8],
+        limits: HistoryLimits,
+    ) -> &'a mut Ring {
+        if !rings.contains_key(topic) {
+            rings.insert(Arc::from(topic), Ring::new(Epoch::fresh(), limits));
+        }
+        match rings.get_mut(topic) {
+            Some(ring) => ring,
+            None => unreachable!("inserted above"),
+        }
+    }
+}
+
 /// What a subscription from a position replays: the missed messages (offset,
 /// frame), oldest first, or why they cannot be.
 pub(crate) type Replay = Result<Vec<(u64, Bytes)>, ResetReason>;
@@ -98,7 +123,7 @@ pub(crate) struct TopicCounts {
     counts: Mutex<CountMap>,
     /// Each topic's history, when the server keeps one (`Config::history`). Locked
     /// before `counts` whenever both are held.
-    histories: Mutex<HashMap<Arc<[u8]>, Ring>>,
+    histories: Mutex<Histories>,
     history: Option<HistoryLimits>,
     reactors: usize,
     /// The bridge to other nodes: told when a topic gets its first subscriber on
@@ -111,7 +136,7 @@ impl TopicCounts {
     pub(crate) fn new(reactors: usize) -> TopicCounts {
         TopicCounts {
             counts: Mutex::new(HashMap::new()),
-            histories: Mutex::new(HashMap::new()),
+            histories: Mutex::new(Histories::default()),
             history: None,
             reactors,
             #[cfg(feature = "redis")]
@@ -170,7 +195,7 @@ impl TopicCounts {
         self.history.is_some()
     }
 
-    fn histories(&self) -> MutexGuard<'_, HashMap<Arc<[u8]>, Ring>> {
+    fn histories(&self) -> MutexGuard<'_, Histories> {
         self.histories
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -190,19 +215,22 @@ impl TopicCounts {
         published: &mut Published,
     ) -> Option<Position> {
         let limits = self.history?;
-        let mut histories = self.histories();
-        let ring = match histories.get_mut(topic) {
-            Some(ring) => ring,
-            None => histories
-                .entry(Arc::from(topic))
-                .or_insert_with(|| Ring::new(Epoch::fresh(), limits)),
-        };
+        let mut guard = self.histories();
+        let histories = &mut *guard;
+        let ring = Histories::ring(&mut histories.rings, topic, limits);
         let next = Position {
             epoch: ring.newest().epoch,
             offset: ring.newest().offset + 1,
         };
         let frame = build(next);
+        let before = ring.bytes();
         let position = ring.push(frame.clone(), std::time::Instant::now());
+        // Past the server-wide budget, this topic's own oldest messages go.
+        let mut after = ring.bytes();
+        while histories.bytes - before + after > limits.budget && after > 0 {
+            after -= ring.pop_oldest();
+        }
+        histories.bytes = histories.bytes - before + after;
         let counts = self.lock();
         if let Some(per_reactor) = counts.get(topic) {
             let name = Bytes::copy_from_slice(topic);
@@ -236,18 +264,16 @@ impl TopicCounts {
         register: impl FnOnce() -> R,
     ) -> Option<(Position, Replay, R)> {
         let limits = self.history?;
-        let mut histories = self.histories();
-        let ring = match histories.get_mut(topic) {
-            Some(ring) => ring,
-            None => histories
-                .entry(Arc::from(topic))
-                .or_insert_with(|| Ring::new(Epoch::fresh(), limits)),
-        };
+        let mut guard = self.histories();
+        let histories = &mut *guard;
+        let ring = Histories::ring(&mut histories.rings, topic, limits);
         let now = std::time::Instant::now();
+        let before = ring.bytes();
         let replay = match from {
             Some(from) => ring.since(from, now),
             None => Ok(Vec::new()),
         };
+        histories.bytes -= before - ring.bytes();
         let newest = ring.newest();
         let registered = register();
         Some((newest, replay, registered))
@@ -256,12 +282,32 @@ impl TopicCounts {
     /// Messages and bytes the topics' histories hold now, and how many topics have one.
     pub(crate) fn history_usage(&self) -> (u64, u64, u64) {
         let histories = self.histories();
-        let (mut messages, mut bytes) = (0, 0);
-        for ring in histories.values() {
-            messages += ring.len() as u64;
-            bytes += ring.bytes() as u64;
+        let messages = histories.rings.values().map(|r| r.len() as u64).sum();
+        (
+            histories.rings.len() as u64,
+            messages,
+            histories.bytes as u64,
+        )
+    }
+
+    /// Lets go of what has aged out of every history, and forgets the histories
+    /// that hold nothing and have no subscriber (their epoch goes with them: a
+    /// later resume from it resets). Reactor 0 calls it about once a second.
+    pub(crate) fn sweep_histories(&self) {
+        if self.history.is_none() {
+            return;
         }
-        (histories.len() as u64, messages, bytes)
+        let now = std::time::Instant::now();
+        let mut guard = self.histories();
+        let histories = &mut *guard;
+        let counts = self.lock();
+        let mut bytes = 0;
+        histories.rings.retain(|topic, ring| {
+            ring.evict(now);
+            bytes += ring.bytes();
+            ring.len() > 0 || counts.contains_key(topic)
+        });
+        histories.bytes = bytes;
     }
 
     /// Counts one more subscriber of `topic` on `reactor`. The name is the

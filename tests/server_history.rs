@@ -132,3 +132,35 @@ fn without_history_there_are_no_positions() {
         T::text(format!("{:?}", Err::<(), _>(TopicError::NoHistory)))
     );
 }
+
+/// Publishes to ever new topics cannot grow the server: the histories together
+/// stay within the budget, and once their messages age out (no one subscribes)
+/// the histories are forgotten.
+#[test]
+fn a_flood_of_topics_stays_within_the_budget_and_ages_out() {
+    let budget = 256 << 10;
+    let limits = HistoryLimits {
+        count: 100,
+        bytes: 64 << 10,
+        age: Some(std::time::Duration::from_millis(300)),
+        budget,
+    };
+    let epoch = Arc::new(Mutex::new(None));
+    let server = start(test_config().with_history(Some(limits)), Resume { epoch });
+    let sender = server.sender();
+    let payload = "x".repeat(1000);
+    for i in 0..2000 {
+        let published =
+            sender.publish_positioned(format!("flood/{i}"), |_| encode(Message::Text(&payload)));
+        assert!(published.position.is_some());
+        let stats = server.stats();
+        assert!(stats.history_bytes <= budget as u64, "{stats:?}");
+    }
+    let stats = server.stats();
+    assert!(stats.history_messages < 260, "{stats:?}");
+    // Aged out and swept (reactor 0, about once a second).
+    wait_until(PATIENCE, || {
+        let stats = server.stats();
+        stats.history_topics == 0 && stats.history_bytes == 0
+    });
+}

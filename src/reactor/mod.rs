@@ -67,6 +67,8 @@ const LISTENER_TLS: Token = Token(usize::MAX - 2);
 const SCRATCH: usize = 64 * 1024;
 /// The size of a pooled read buffer.
 const POOLED: usize = 16 * 1024;
+/// How often reactor 0 lets aged messages out of the topics' histories.
+const HISTORY_SWEEP: Duration = Duration::from_secs(1);
 /// Connections accepted per turn before others are served.
 const ACCEPT_BUDGET: usize = 256;
 /// The most headers parsed on the stack; a larger configured limit uses the heap.
@@ -138,6 +140,9 @@ pub(crate) struct Reactor<H: Handler> {
     answer_now: Option<(usize, crate::response::Answer<H::Session>)>,
     /// Upgrades handed over by another server, waiting for their sockets.
     handoffs: handoff::Handoffs<H::Session>,
+    /// When reactor 0 next sweeps the topics' histories (`None`: never; other
+    /// reactors, or no history).
+    history_sweep: Option<Instant>,
     /// The `metrics` facade's handles, pushed once per turn.
     #[cfg(feature = "metrics")]
     exporter: crate::observe::Exporter,
@@ -176,6 +181,7 @@ impl<H: Handler> Reactor<H> {
             close: wheel.ticks(config.close_timeout),
             write: config.write_timeout.map(|t| wheel.ticks(t)),
         };
+        let history_sweep = (index == 0 && config.history.is_some()).then(Instant::now);
         let max_pooled = 4 * SCRATCH;
         let mut output = Output::new(config.max_backpressure, config.backpressure_policy);
         output.deflate = Compressors::new(&config.compression);
@@ -215,6 +221,7 @@ impl<H: Handler> Reactor<H> {
             batched_spare: Vec::new(),
             answer_now: None,
             handoffs: handoff::Handoffs::new(),
+            history_sweep,
             #[cfg(feature = "metrics")]
             exporter: crate::observe::Exporter::new(index),
         })
@@ -301,6 +308,13 @@ impl<H: Handler> Reactor<H> {
         self.flush_batched();
         self.timers();
         self.handoffs.expire();
+        if let Some(at) = self.history_sweep {
+            let now = Instant::now();
+            if now >= at {
+                self.pubsub.counts.sweep_histories();
+                self.history_sweep = Some(crate::config::deadline(now, HISTORY_SWEEP));
+            }
+        }
         self.settle();
         self.output.stats.tls_idle_records = self.output.tls.idle_dropped;
         self.output.stats.tls_handshakes = self.output.tls.handshakes;

@@ -164,3 +164,76 @@ fn a_flood_of_topics_stays_within_the_budget_and_ages_out() {
         stats.history_topics == 0 && stats.history_bytes == 0
     });
 }
+
+/// A subscriber of a topic with history that falls behind its limit would have a
+/// gap: it is closed with 1013 instead, and resumes from its last offset with
+/// nothing missing.
+#[test]
+fn a_lagging_subscriber_is_closed_with_1013_and_resumes_without_a_gap() {
+    const N: u64 = 3000;
+    let limits = HistoryLimits {
+        count: 10_000,
+        bytes: 64 << 20,
+        ..HistoryLimits::default()
+    };
+    let config = test_config()
+        .with_history(Some(limits))
+        .with_backpressure(16 << 10, wsreactor::BackpressurePolicy::Pause)
+        .with_send_buffer_size(Some(16 << 10));
+    let epoch = Arc::new(Mutex::new(None));
+    let server = start(
+        config,
+        Resume {
+            epoch: epoch.clone(),
+        },
+    );
+    let sender = server.sender();
+    let first =
+        sender.publish_positioned("t", |p| encode(Message::Text(&format!("{} ", p.offset))));
+    *epoch.lock().unwrap() = first.position.map(|p| p.epoch);
+    let mut slow = connect(server.local_addr(), "/");
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = slow.get_ref() {
+        // Small, so that the server's queue fills rather than this buffer.
+        socket2::SockRef::from(s).set_recv_buffer_size(4096).unwrap();
+    }
+    slow.send(T::text("from 1")).unwrap();
+    let result = slow.read().unwrap().into_text().unwrap();
+    assert!(result.contains("Recovered(0)"), "{result}");
+    // It reads nothing while 3,000 messages of 2 KiB go out.
+    let pad = "x".repeat(2048);
+    for _ in 2..=N {
+        sender.publish_positioned("t", |p| {
+            encode(Message::Text(&format!("{} {pad}", p.offset)))
+        });
+    }
+    // A delivery dropped at its limit (counted) closes it: it reads up to the close.
+    wait_until(PATIENCE, || server.stats().dropped > 0);
+    let mut last = 1;
+    loop {
+        match slow.read() {
+            Ok(T::Text(text)) => {
+                let offset: u64 = text.split(' ').next().unwrap().parse().unwrap();
+                assert_eq!(offset, last + 1, "in order, no gap before the close");
+                last = offset;
+            }
+            Ok(T::Close(frame)) => {
+                assert_eq!(frame.map(|f| u16::from(f.code)), Some(1013));
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(last < N, "it fell behind");
+    // Back from where it was: the rest, whole.
+    let mut back = connect(server.local_addr(), "/");
+    back.send(T::text(format!("from {last}"))).unwrap();
+    for offset in last + 1..=N {
+        let text = back.read().unwrap().into_text().unwrap();
+        assert_eq!(text.split(' ').next().unwrap(), offset.to_string());
+    }
+    let result = back.read().unwrap().into_text().unwrap();
+    assert!(
+        result.contains(&format!("Recovered({})", N - last)),
+        "{result}"
+    );
+}

@@ -222,6 +222,20 @@ impl<H: Handler> Reactor<H> {
         for owner in std::mem::take(&mut self.output.faulted) {
             self.fault(owner.key as usize, Some(owner.generation));
         }
+        for owner in std::mem::take(&mut self.output.lagged) {
+            let key = owner.key as usize;
+            self.guard(key, |r| {
+                if let Some(conn) = r.conns.get_mut(key)
+                    && conn.generation == owner.generation
+                {
+                    let reason = "lagged behind a topic: resume from the last offset";
+                    r.output
+                        .close(owner, conn, CloseCode::TRY_AGAIN_LATER, reason);
+                    r.after_callback(key);
+                    r.finish_turn(key);
+                }
+            });
+        }
         if let Some(owner) = self.output.cork_owner() {
             self.guard(owner.key as usize, |r| r.deliver(owner, None));
         }

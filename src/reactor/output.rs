@@ -113,6 +113,10 @@ pub(crate) struct Output {
     /// Connections whose work panicked where the reactor could not close them at
     /// once (a delivery inside a publish): closed with 1011 when the turn settles.
     pub(crate) faulted: Vec<Owner>,
+    /// Subscribers of a topic with history that a delivery was dropped for: they
+    /// would have a gap, so they are closed with 1013 when the turn settles, to
+    /// resume from their last offset.
+    pub(crate) lagged: Vec<Owner>,
     pub(crate) stats: LocalStats,
 }
 
@@ -133,6 +137,7 @@ impl Output {
             deflate: None,
             tls: Sessions::default(),
             faulted: Vec::new(),
+            lagged: Vec::new(),
             stats: LocalStats::default(),
         }
     }

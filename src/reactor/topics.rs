@@ -201,6 +201,9 @@ pub(crate) fn publish_local_at<S>(
             SendStatus::Dropped => {
                 published.dropped += 1;
                 pubsub.topics.count_drop(subs);
+                if offset.is_some() {
+                    output.lagged.push(owner);
+                }
             }
             SendStatus::Closed => continue,
         }

@@ -14,6 +14,9 @@ cargo test --locked --features tls --lib --test client_tls --test server_tls --t
     --test server_tls_memory --test server_tls_keys --test server_pause_tls --test server_tls_idle_records \
     --test durations_never --test example_tls
 echo "== metrics and tracing (features metrics, tracing): the facades, the ticker's /metrics"
+# `cargo test --test X` builds no example: the ticker the test starts is built here
+# with the features.
+cargo build --locked --features metrics,tracing --example ticker
 cargo test --locked --features metrics,tracing --test metrics_facade --test tracing_events \
     --test example_ticker
 

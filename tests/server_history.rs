@@ -194,7 +194,9 @@ fn a_lagging_subscriber_is_closed_with_1013_and_resumes_without_a_gap() {
     let mut slow = connect(server.local_addr(), "/");
     if let tungstenite::stream::MaybeTlsStream::Plain(s) = slow.get_ref() {
         // Small, so that the server's queue fills rather than this buffer.
-        socket2::SockRef::from(s).set_recv_buffer_size(4096).unwrap();
+        socket2::SockRef::from(s)
+            .set_recv_buffer_size(4096)
+            .unwrap();
     }
     slow.send(T::text("from 1")).unwrap();
     let result = slow.read().unwrap().into_text().unwrap();

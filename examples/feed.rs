@@ -24,7 +24,8 @@
 //! Flags: `--addr` (default 127.0.0.1:9004), `--threads` (default: one per core),
 //! `--history N` (messages kept per topic, default 1000), `--history-age SECONDS`
 //! (default 300). It prints `listening on ADDR` once ready and stops gracefully on
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM. `--redis URL` and `--node-name NAME` (several nodes) are
+//! recognised and refused with a clear error until history across nodes is built.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,10 +137,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--threads" => config = config.with_reactors(value()?.parse()?),
             "--history" => history.count = value()?.parse()?,
             "--history-age" => history.age = Some(Duration::from_secs(value()?.parse()?)),
+            // The fixed interface's flags for several nodes. History across nodes
+            // is not built yet: a node that served positions of its own would
+            // give clients positions the other nodes do not know, so it refuses.
+            "--redis" | "--node-name" => {
+                let _ = value()?;
+                return Err(format!(
+                    "{flag}: history across nodes through Redis is not built yet; \
+                     this feed serves one node"
+                )
+                .into());
+            }
             "-h" | "--help" => {
                 println!(
                     "usage: feed [--addr HOST:PORT] [--threads N] [--history N] \
-                     [--history-age SECONDS]"
+                     [--history-age SECONDS] [--redis URL --node-name NAME: not yet]"
                 );
                 return Ok(());
             }

@@ -252,3 +252,19 @@ fn a_subscribe_behind_queued_publishes_gets_each_message_once() {
     let text = line(&mut client);
     assert_eq!(msg(&text, "t").1, 31, "a message delivered twice: {text}");
 }
+
+/// `--redis` and `--node-name` (the fixed interface's flags for several nodes) are
+/// refused with a clear error, not served with positions local to one node.
+#[test]
+fn several_nodes_are_refused_plainly_until_history_spans_them() {
+    for flag in ["--redis", "--node-name"] {
+        let feed = example::binary("feed");
+        let out = std::process::Command::new(&feed)
+            .args(["--addr", "127.0.0.1:0", flag, "x"])
+            .output()
+            .expect("the feed example runs");
+        assert!(!out.status.success(), "{flag}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("not built yet"), "{flag}: {stderr}");
+    }
+}

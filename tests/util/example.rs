@@ -43,17 +43,21 @@ pub fn start(name: &str) -> Example {
     start_with(name, &[])
 }
 
-/// As [`start`], with more flags.
-pub fn start_with(name: &str, flags: &[&str]) -> Example {
-    // The test binary is in target/PROFILE/deps; the examples in target/PROFILE/examples.
+/// Where cargo test built `examples/NAME`: the test binary is in
+/// target/PROFILE/deps, the examples in target/PROFILE/examples.
+pub fn binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
+    exe.parent()
         .unwrap()
         .parent()
         .unwrap()
         .join("examples")
-        .join(name);
+        .join(name)
+}
+
+/// As [`start`], with more flags.
+pub fn start_with(name: &str, flags: &[&str]) -> Example {
+    let bin = binary(name);
     let mut child = Command::new(&bin)
         .args(["--addr", "127.0.0.1:0", "--threads", "2"])
         .args(flags)
